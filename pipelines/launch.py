@@ -1,0 +1,51 @@
+"""The thin entry-point machinery every pipeline's `run(argv)` goes through.
+
+Fail early, once, clearly: problems with the command line or configuration are
+raised as `UsageError` while the pipeline is constructed and reported as one
+line naming the flag, with exit code 2, never as a traceback from a worker.
+"""
+import logging
+import sys
+
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+  """A user error on the command line: reported as one line, exit code 2."""
+
+  def __init__(self, flag, problem):
+    super().__init__(f'{flag}: {problem}' if flag else problem)
+    self.flag = flag
+    self.problem = problem
+
+
+def default_local_runner(options: PipelineOptions):
+  """Picks the runner when the user named none.
+
+  Batch jobs default to the FnApiRunner: it is the fastest local runner and,
+  unlike the DirectRunner, does not try to download the Prism binary first.
+  Streaming jobs keep the DirectRunner, which supports TestStream and Pub/Sub.
+  """
+  standard = options.view_as(StandardOptions)
+  if standard.runner is None:
+    standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
+  return options
+
+
+def main(run, argv=None):
+  """Calls `run(argv)`, turning UsageError into one line on stderr + exit 2.
+
+  Returns run's result (a summary dict, an exit code or None) so that `python
+  -m pipelines.X` can `sys.exit(main(run))` with a meaningful status.
+  """
+  logging.getLogger().setLevel(logging.WARNING)
+  try:
+    result = run(argv)
+  except UsageError as e:
+    prog = sys.argv[0].rsplit('/', 1)[-1] or 'pipeline'
+    print(f'{prog}: error: {e}', file=sys.stderr)
+    return EXIT_USAGE
+  return result if isinstance(result, int) else 0

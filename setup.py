@@ -1,0 +1,31 @@
+"""Installs resilient-serving; also usable as Dataflow's --setup_file.
+
+Dataflow workers run `pip install .` with this file, so the runtime requirements
+are read from requirements.txt (the single source of pins) and the packages are
+found automatically.
+"""
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+
+def _requirements():
+  lines = (HERE / 'requirements.txt').read_text().splitlines()
+  return [l.strip() for l in lines if l.strip() and not l.startswith('#')]
+
+
+setuptools.setup(
+    name='resilient-serving',
+    version='0.1.0',
+    description=(
+        'Apache Beam pipelines that serve ML models resiliently: keyed batch '
+        'predictions, streaming moderation, continuous evaluation, two-phase '
+        'predictions.'),
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(
+        include=['pipelines*', 'transforms*', 'models*', 'serving*']),
+    package_data={'': ['*.json', '*.tsv', '*.csv']},
+    install_requires=_requirements(),
+)
