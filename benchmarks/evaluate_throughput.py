@@ -34,7 +34,7 @@ def write_inputs(directory, n_rows, seed=0):
       log.write(json.dumps(log_row(
           'sentiment', str(1 + i % 2), key, {'reviews': TEXT},
           {'positive_review_probability': score}, when.isoformat())) + '\n')
-      if i % 10:
+      if rng.random() < 0.9:
         labels.write(json.dumps({
             'key': key, 'groundtruth': 'positive' if true else 'negative',
             'labeled_at': when.isoformat()}) + '\n')

@@ -22,6 +22,7 @@ Slice record (one per model, version and slice; JSON-ready):
 import datetime
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from transforms.dead_letter import DEAD_LETTER
 from transforms.evaluation_alerts import Alerts
@@ -32,6 +33,7 @@ from transforms.evaluation_metrics import PairMetricsFn
 from transforms.evaluation_metrics import SliceMetricsFn
 from transforms.evaluation_metrics import WINDOW
 from transforms.evaluation_rows import ParseLabels
+from transforms.evaluation_rows import METRICS_NAMESPACE
 from transforms.evaluation_rows import ParsePredictions
 
 COMPARED_METRICS = ('accuracy', 'macro_precision', 'macro_recall', 'macro_f1',
@@ -55,6 +57,7 @@ def slice_records(element, config):
   """((model, version), [(slice key, SliceMetrics)]) -> slice records."""
   (model, version), slices = element
   bounds = {name: (start, end) for name, start, end in config.window_bounds()}
+  Metrics.counter(METRICS_NAMESPACE, 'slices').inc(len(slices))
   for (time_slice, period, seg_name, seg_value), counts in slices:
     record = {
         'model': model,
@@ -75,6 +78,7 @@ def slice_records(element, config):
 def comparison_record(element):
   """((model, a, b), (metrics a, metrics b)) -> the version comparison."""
   (model, version_a, version_b), (a, b) = element
+  Metrics.counter(METRICS_NAMESPACE, 'version_comparisons').inc()
   delta = {m: None if a[m] is None or b[m] is None else b[m] - a[m]
            for m in COMPARED_METRICS}
   return {

@@ -17,6 +17,7 @@ Scored row: (epoch, day, segments, true, predicted, score_bin, loss, is_pos).
 binary score and a label that is the positive or negative label.
 """
 import itertools
+import json
 import math
 import sys
 
@@ -90,7 +91,7 @@ class _Join(beam.DoFn):
       if mv not in kept or _recency(p) > _recency(kept[mv]):
         kept[mv] = p
     if not count:
-      yield reject(key, 'join', 'unmatched_label', latest[2],
+      yield reject(key, 'join', 'unmatched_label', json.loads(latest[2]),
                    'no prediction has this key')
       return
     if count > len(kept):

@@ -178,7 +178,10 @@ class ParsePredictions(beam.DoFn):
 
 
 class ParseLabels(beam.DoFn):
-  """JSON line -> (key, (labeled_at epoch, label, row)).
+  """JSON line -> (key, (labeled_at epoch, label, line)).
+
+  The line travels as it is (one string is cheaper to shuffle than a dict)
+  and is decoded again only if the label ends up unmatched.
 
   A missing labeled_at counts as older than any dated label. Booleans map to
   the positive/negative labels; other labels are compared as strings.
@@ -228,4 +231,4 @@ class ParseLabels(beam.DoFn):
       yield reject(key, self.STAGE, 'bad_label', row, e)
       return
     self._parsed.inc()
-    yield key, (epoch, label, row)
+    yield key, (epoch, label, line)
