@@ -287,3 +287,24 @@ def test_bad_rows_are_dead_letters_with_reasons_and_counts_reconcile():
   _evaluate(prediction_lines, label_lines, _config(
       prediction_field=None, windows=(), key_segments=(), segment_by=()),
       check)
+
+
+def test_keys_without_the_segment_layout_still_count_unsegmented():
+  def row(key):
+    return data.log_row('m', '1', key, {}, 0.9, '2026-01-01T00:00:00Z')
+  predictions = [row('35-F-1'), row('legacy_key')]
+  labels = [{'key': k, 'groundtruth': POS} for k in ('35-F-1', 'legacy_key')]
+  rules = (parse_rule('labelled<5'),)
+
+  def check(out):
+    by_slice = {s['slice']: s for s in out['slices']}
+    assert by_slice['all']['labelled'] == 2
+    assert by_slice['all age=35']['labelled'] == 1
+    assert 'all age=legacy_key' not in by_slice
+    # A label-free rule is evaluated even below --alert_min_labelled.
+    assert {a['slice'] for a in out['alerts']} == {
+        'all', 'all age=35', 'all sex=F'}
+
+  _evaluate(data.lines(predictions), data.lines(labels), _config(
+      prediction_field=None, time_slices=('all',), windows=(),
+      alert_rules=rules, alert_min_labelled=10), check)

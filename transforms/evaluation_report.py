@@ -161,7 +161,7 @@ def render_html(slices, comparisons, alerts, run_summary, images):
     image = images.get(('confusion', s['model'], s['model_version']))
     if image:
       parts.append(f'<img src="{html.escape(image)}" alt="confusion matrix">')
-  for (kind, model), image in sorted(
+  for (_, model), image in sorted(
       (k[:2], v) for k, v in images.items() if k[0] == 'over_time'):
     parts.append(f'<h2>{html.escape(model)} over time</h2>'
                  f'<img src="{html.escape(image)}" alt="metrics over time">')
