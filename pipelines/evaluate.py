@@ -12,6 +12,7 @@ Writes under --output: slices.jsonl (one record per slice), comparisons.jsonl
 summary.json and report.html with PNG plots. Exit code 3 with
 --fail_on_alert when any alert fired, so a scheduler can start retraining.
 """
+import argparse
 import datetime
 import json
 import sys
@@ -38,81 +39,84 @@ _FILE_NAMES = {'slices': 'slices', 'comparisons': 'comparisons',
 _MAX_PRINTED_ALERTS = 20
 
 
-class EvaluateOptions(PipelineOptions):
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    parser.add_argument(
-        '--predictions',
-        help='Prediction-log files (JSON lines; comma-separated file '
-        'patterns, local or gs://). Rows of the prediction log (key, model, '
-        'model_version, time, raw_data, raw_prediction) or batch_predict '
-        'records (key, model_version, predictions, predicted_at). Required.')
-    parser.add_argument(
-        '--ground_truth',
-        help='Ground-truth files (JSON lines, comma-separated patterns): '
-        '{"key", <label_field>, "labeled_at"}; the latest label of a key '
-        'wins. Required.')
-    parser.add_argument(
-        '--output',
-        help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
-        'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
-        'Required.')
-    parser.add_argument(
-        '--prediction_field', default=None,
-        help='The model output to evaluate (e.g. positive_review_probability '
-        'or source). A number in [0, 1] is a binary positive-class '
-        'probability, a string a class label. Default: the only output.')
-    parser.add_argument(
-        '--label_field', default='groundtruth',
-        help='The ground-truth rows\' field holding the label.')
-    parser.add_argument(
-        '--threshold', type=float, default=0.5,
-        help='Binary models: probability >= threshold predicts '
-        '--positive_label, else --negative_label.')
-    parser.add_argument(
-        '--positive_label', default='positive',
-        help='Binary models: the class a high probability predicts.')
-    parser.add_argument(
-        '--negative_label', default='negative',
-        help='Binary models: the class a low probability predicts.')
-    parser.add_argument(
-        '--time_slices', default=','.join(TIME_SLICES),
-        help='Calendar slices (UTC), comma-separated from: '
-        f'{", ".join(TIME_SLICES)}.')
-    parser.add_argument(
-        '--windows', default='7d,30d',
-        help='Trailing windows ending at --as_of, comma-separated, units '
-        'h, d, w (e.g. 24h,7d,4w); empty for none.')
-    parser.add_argument(
-        '--as_of', default=None,
-        help='End of the trailing windows, ISO-8601 (UTC if no offset). '
-        'Default: now.')
-    parser.add_argument(
-        '--key_segments', default='',
-        help='Names of the parts of a key, in order (e.g. age,sex,id for '
-        'keys like 35-F-34324323), to slice metrics by client segment.')
-    parser.add_argument(
-        '--key_separator', default='-',
-        help='What separates the parts of a key named by --key_segments.')
-    parser.add_argument(
-        '--segment_by', default=None,
-        help='The key segments to slice by (comma-separated). Default: every '
-        '--key_segments name except "id".')
-    parser.add_argument(
-        '--alert', action='append', default=[],
-        help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
-        'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
-        'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
-        'previous calendar period. Checked on every slice.')
-    parser.add_argument(
-        '--alert_min_labelled', type=int, default=1,
-        help='Label-based alert rules skip slices with fewer labelled '
-        'predictions (counted as not evaluable).')
-    parser.add_argument(
-        '--fail_on_alert', action='store_true',
-        help=f'Exit with code {EXIT_ALERT} when any alert fired.')
-
+def build_parser():
+  """The evaluation flags, declared once: --help, validation, README and
+  the Flex Template metadata derive from this parser. Unrecognised flags
+  are Beam pipeline options."""
+  parser = argparse.ArgumentParser(
+      prog='python -m pipelines.evaluate',
+      description=__doc__.split('\n\n')[0])
+  parser.add_argument(
+      '--predictions',
+      help='Prediction-log files (JSON lines; comma-separated file '
+      'patterns, local or gs://). Rows of the prediction log (key, model, '
+      'model_version, time, raw_data, raw_prediction) or batch_predict '
+      'records (key, model_version, predictions, predicted_at). Required.')
+  parser.add_argument(
+      '--ground_truth',
+      help='Ground-truth files (JSON lines, comma-separated patterns): '
+      '{"key", <label_field>, "labeled_at"}; the latest label of a key '
+      'wins. Required.')
+  parser.add_argument(
+      '--output',
+      help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
+      'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
+      'Required.')
+  parser.add_argument(
+      '--prediction_field', default=None,
+      help='The model output to evaluate (e.g. positive_review_probability '
+      'or source). A number in [0, 1] is a binary positive-class '
+      'probability, a string a class label. Default: the only output.')
+  parser.add_argument(
+      '--label_field', default='groundtruth',
+      help='The ground-truth rows\' field holding the label.')
+  parser.add_argument(
+      '--threshold', type=float, default=0.5,
+      help='Binary models: probability >= threshold predicts '
+      '--positive_label, else --negative_label.')
+  parser.add_argument(
+      '--positive_label', default='positive',
+      help='Binary models: the class a high probability predicts.')
+  parser.add_argument(
+      '--negative_label', default='negative',
+      help='Binary models: the class a low probability predicts.')
+  parser.add_argument(
+      '--time_slices', default=','.join(TIME_SLICES),
+      help='Calendar slices (UTC), comma-separated from: '
+      f'{", ".join(TIME_SLICES)}.')
+  parser.add_argument(
+      '--windows', default='7d,30d',
+      help='Trailing windows ending at --as_of, comma-separated, units '
+      'h, d, w (e.g. 24h,7d,4w); empty for none.')
+  parser.add_argument(
+      '--as_of', default=None,
+      help='End of the trailing windows, ISO-8601 (UTC if no offset). '
+      'Default: now.')
+  parser.add_argument(
+      '--key_segments', default='',
+      help='Names of the parts of a key, in order (e.g. age,sex,id for '
+      'keys like 35-F-34324323), to slice metrics by client segment.')
+  parser.add_argument(
+      '--key_separator', default='-',
+      help='What separates the parts of a key named by --key_segments.')
+  parser.add_argument(
+      '--segment_by', default=None,
+      help='The key segments to slice by (comma-separated). Default: every '
+      '--key_segments name except "id".')
+  parser.add_argument(
+      '--alert', action='append', default=[],
+      help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
+      'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
+      'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
+      'previous calendar period. Checked on every slice.')
+  parser.add_argument(
+      '--alert_min_labelled', type=int, default=1,
+      help='Label-based alert rules skip slices with fewer labelled '
+      'predictions (counted as not evaluable).')
+  parser.add_argument(
+      '--fail_on_alert', action='store_true',
+      help=f'Exit with code {EXIT_ALERT} when any alert fired.')
+  return parser
 
 def _names(text):
   return tuple(n.strip() for n in (text or '').split(',') if n.strip())
@@ -240,10 +244,9 @@ def _print_summary(run_summary, slices, alerts, output):
 
 def run(argv=None):
   """Builds and runs the evaluation; returns the process exit code."""
-  options = EvaluateOptions(argv)  # so that --help lists these flags
-  ev = options.view_as(EvaluateOptions)
+  ev, beam_args = build_parser().parse_known_args(argv)
   config = validate(ev)
-  launch.default_local_runner(options)
+  options = launch.default_local_runner(PipelineOptions(beam_args))
 
   p = beam.Pipeline(options=options)
   results = (
