@@ -3,9 +3,11 @@
 Everything a client can get wrong is caught here with a message naming the
 problem: a body over the size limit (413, checked while reading, so a huge
 body is never held in memory), malformed JSON, a body that is not an object,
-missing/empty/too many instances, a bad signature name, bad keys. What only
-the model's signature can judge (input names and types) is left to
-`Predictor.predict`, which raises `InputError` with the instance index.
+missing/empty/too many instances, a bad signature name, bad keys, and
+values of the wrong shape for their input (which TensorFlow would otherwise
+only reject inside the graph, looking like a model failure). Input names and
+types are left to `Predictor.predict`, which raises `InputError` with the
+instance index.
 """
 import dataclasses
 import json
@@ -85,6 +87,44 @@ def split_keys(instances, signature):
   return model_instances, keys
 
 
+def _value_shape(value):
+  """The nested-list shape of a JSON value: () for a scalar, (3,) for a list
+  of three; ragged lists are left to tensor conversion to report."""
+  dims = []
+  while isinstance(value, list):
+    dims.append(len(value))
+    if not value:
+      break
+    value = value[0]
+  return tuple(dims)
+
+
+def _describe(shape):
+  if not shape:
+    return 'a scalar'
+  return 'shape [' + ', '.join('None' if d == -1 else str(d)
+                               for d in shape) + ']'
+
+
+def check_shapes(instances, signature):
+  """Each instance's value must have its input's shape minus the batch
+  dimension: a string[None] input takes one string per instance, not a list."""
+  names = list(signature.inputs)
+  for i, instance in enumerate(instances):
+    if not isinstance(instance, dict):
+      instance = {names[0]: instance} if len(names) == 1 else {}
+    for name, value in instance.items():
+      spec = signature.inputs.get(name)
+      if spec is None or not spec.shape:  # unknown name or rank: not here
+        continue
+      expected, got = spec.shape[1:], _value_shape(value)
+      if len(got) != len(expected) or any(
+          e not in (-1, g) for e, g in zip(expected, got)):
+        raise bad_request(
+            f'instance {i}: input {name!r} takes {_describe(expected)} per '
+            f'instance, got {_describe(got)}')
+
+
 def parse_predict(body, predictor, max_instances):
   """Checks a decoded request body; returns a PredictRequest."""
   if not isinstance(body, dict):
@@ -118,6 +158,7 @@ def parse_predict(body, predictor, max_instances):
   except sigs.SignatureNotFound as e:
     raise bad_request(str(e)) from None
   model_instances, keys = split_keys(instances, signature)
+  check_shapes(model_instances, signature)
   return PredictRequest(signature_name, instances, model_instances, keys)
 
 

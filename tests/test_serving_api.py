@@ -291,6 +291,11 @@ def test_unknown_signature_names_the_available_ones(url, client):
      "missing [], unexpected ['stars']"),
     ({'instances': ['fine', 3.5]},
      "instance 1: input 'reviews' expects string, got float"),
+    ({'instances': [{'reviews': ['a list']}]},
+     "instance 0: input 'reviews' takes a scalar per instance, got shape [1]"),
+    ({'instances': ['fine', [['nested']]]},
+     "instance 1: input 'reviews' takes a scalar per instance, got shape "
+     "[1, 1]"),
     ({'instances': [{'reviews': None}]},
      "instance 0: input 'reviews' expects string, got NoneType"),
     ({'instances': [{'reviews': 'x'}], 'signature_name': 'keyed_prediction'},
