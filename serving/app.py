@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor
 from starlette.convertors import register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -103,6 +104,8 @@ def create_app(config, predictor=None):
       return errors.error_response(400, str(e))
     except BatcherClosed:
       return errors.error_response(503, 'server is shutting down')
+    except ClientDisconnect:  # nobody to answer; not a server error either
+      return errors.error_response(400, 'client disconnected')
     except Exception as e:  # the model failed: log it, don't leak it
       return errors.internal_error('prediction', e)
     if log_writer is not None:

@@ -6,7 +6,10 @@ HTTP predictions with `Predictor.predict` on the same instances.
 """
 import concurrent.futures
 import json
+import logging
 import math
+import socket
+import time
 
 import httpx
 import pytest
@@ -380,6 +383,19 @@ def test_micro_batched_model_failure_hits_only_its_request(failing_model_dir,  #
   assert [r.status_code for r in responses] == [200, 500, 200, 200]
   assert responses[2].json() == {'predictions': [{'value': 2.0},
                                                  {'value': 3.0}]}
+
+
+def test_client_that_disconnects_mid_body_is_not_a_server_error(url, client,
+                                                                caplog):
+  host, port = url.removeprefix('http://').split(':')
+  with socket.create_connection((host, int(port))) as raw:
+    raw.sendall(b'POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n'
+                b'Content-Type: application/json\r\n'
+                b'Content-Length: 5000\r\n\r\n{"instances": ["')
+  time.sleep(0.3)
+  assert client.post(predict_url(url), json={
+      'instances': [POSITIVE]}).status_code == 200
+  assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_server_survives_every_error(url, client):
