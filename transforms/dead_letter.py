@@ -9,6 +9,8 @@ Shape (the same in every pipeline):
   {"key": str|None, "stage": str, "reason": str, "raw": <original record>,
    "error": str (optional, human detail)}
 """
+import typing
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
@@ -40,3 +42,36 @@ def reject(key, stage, reason, raw, error=None):
   Metrics.counter(METRICS_NAMESPACE, reason).inc()
   return beam.pvalue.TaggedOutput(
       DEAD_LETTER, dead_letter_record(key, stage, reason, raw, error))
+
+
+class Routed(typing.NamedTuple):
+  """A stage's two outputs: what continues on the main path, what leaves."""
+  main: beam.PCollection
+  dead_letter: beam.PCollection
+
+
+class RoutedParDo(beam.PTransform):
+  """ParDo of a DoFn that may `reject` elements; returns `Routed`."""
+
+  def __init__(self, fn, *args, **kwargs):
+    super().__init__()
+    self._fn, self._args, self._kwargs = fn, args, kwargs
+
+  def default_label(self):
+    return self._fn.__class__.__name__.lstrip('_')
+
+  def expand(self, pcoll):
+    outputs = pcoll | beam.ParDo(
+        self._fn, *self._args, **self._kwargs).with_outputs(
+            DEAD_LETTER, main='main')
+    return Routed(outputs.main, outputs[DEAD_LETTER])
+
+
+def merge(routed_parts, label):
+  """Flattens several `Routed` into one (e.g. one per input pattern)."""
+  parts = list(routed_parts)
+  if len(parts) == 1:
+    return parts[0]
+  return Routed(
+      [p.main for p in parts] | f'{label} main' >> beam.Flatten(),
+      [p.dead_letter for p in parts] | f'{label} dead' >> beam.Flatten())

@@ -1,0 +1,34 @@
+"""Shared fixtures: small models built once per test session."""
+import os
+
+import pytest
+
+from tests import tiny_models
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+@pytest.fixture(scope='session')
+def tiny_model_dir(tmp_path_factory):
+  """A tiny sentiment SavedModel with the book's two signatures."""
+  return tiny_models.train_tiny_sentiment(
+      tmp_path_factory.mktemp('models') / 'tiny' / '3')
+
+
+@pytest.fixture(scope='session')
+def poison_model_dir(tmp_path_factory):
+  return tiny_models.export_poison_model(
+      tmp_path_factory.mktemp('models') / 'poison')
+
+
+@pytest.fixture(scope='session')
+def plain_model_dir(tmp_path_factory):
+  return tiny_models.export_plain_model(
+      tmp_path_factory.mktemp('models') / 'plain')
+
+
+@pytest.fixture(scope='session')
+def demo_model_dir():
+  """The real demo model (built by `make model`; built here if absent)."""
+  from models import train_demo
+  return train_demo.build()

@@ -1,0 +1,232 @@
+"""End to end: the batch serving job over every input format and failure."""
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from models import predictor
+from pipelines import batch_predict
+from pipelines import launch
+from tests import batch_io
+from tests.tiny_models import POISON
+
+TEXTS = ['great film', 'awful acting', 'loved it', 'a dull mess',
+         'wonderful story and superb cast', 'terrible waste of time',
+         'brilliant', 'boring', 'excellent fun', 'hated it every minute']
+ROWS = [{'key': f'k{i:03d}', 'text': f'{TEXTS[i % len(TEXTS)]} {i}'}
+        for i in range(60)]
+
+
+def _run(tmp_path, inputs, model_dir, *extra, name='out'):
+  output = str(tmp_path / name / 'predictions')
+  figures = batch_predict.run([
+      '--input', inputs, '--model_dir', model_dir, '--output', output,
+      '--feature_map', 'reviews=text', '--batch_size', '16',
+      '--runner', 'FnApiRunner', *extra])
+  return figures, output
+
+
+def _expected(model_dir, rows):
+  p = predictor.load(model_dir)
+  outs = p.predict([r['text'] for r in rows])
+  return {r['key']: o['positive_review_probability'] for r, o in zip(rows, outs)}
+
+
+@pytest.mark.parametrize('fmt', ['jsonl', 'csv', 'avro', 'parquet', 'tfrecord'])
+def test_every_key_gets_the_signature_prediction_in_every_format(
+    tmp_path, tiny_model_dir, fmt):
+  pattern = batch_io.write_shards(tmp_path / 'in', ROWS, fmt, num_shards=3)
+  figures, output = _run(tmp_path, pattern, tiny_model_dir)
+  rows = batch_io.read_jsonl(output)
+  expected = _expected(tiny_model_dir, ROWS)
+  assert sorted(r['key'] for r in rows) == sorted(expected)
+  for r in rows:
+    assert r['predictions']['positive_review_probability'] == pytest.approx(
+        expected[r['key']], abs=1e-6)
+    assert r['model_version'] == 'tiny/3'
+    assert r['predicted_at'].endswith('+00:00')
+  assert figures['inputs'] == 60 and figures['predictions'] == 60
+  assert figures['dead_letters'] == 0 and figures['reconciled']
+
+
+def test_output_does_not_depend_on_order_or_sharding(tmp_path, tiny_model_dir):
+  shuffled = list(ROWS)
+  random.Random(5).shuffle(shuffled)
+  a = batch_io.write_shards(tmp_path / 'a', ROWS, 'jsonl', num_shards=1)
+  b = batch_io.write_shards(tmp_path / 'b', shuffled, 'jsonl', num_shards=7)
+  _, out_a = _run(tmp_path, a, tiny_model_dir, name='a')
+  _, out_b = _run(tmp_path, b, tiny_model_dir, '--batch_size', '5', name='b')
+
+  def by_key(prefix):
+    return {r['key']: r['predictions'] for r in batch_io.read_jsonl(prefix)}
+  got_a, got_b = by_key(out_a), by_key(out_b)
+  assert got_a.keys() == got_b.keys()
+  for key in got_a:
+    assert got_a[key]['positive_review_logits'] == pytest.approx(
+        got_b[key]['positive_review_logits'], abs=1e-5)
+
+
+def test_every_dead_letter_reason_and_counts_reconcile(tmp_path, tiny_model_dir):
+  good = [{'key': f'g{i}', 'text': TEXTS[i % len(TEXTS)]} for i in range(20)]
+  bad_lines = [
+      '{"key": "u1", "text": ',                        # unparseable
+      '[1, 2, 3]',                                     # not an object
+      json.dumps({'text': 'no key here'}),             # missing_key
+      json.dumps({'key': '  ', 'text': 'blank key'}),  # missing_key
+      json.dumps({'key': 'g3', 'text': 'dup of g3'}),  # duplicate_key
+      json.dumps({'key': 'f1'}),                       # missing_feature
+      json.dumps({'key': 'f2', 'text': 42}),           # wrong_type
+      json.dumps({'key': 'f3', 'text': '   '}),        # empty_text
+      json.dumps({'key': 'f4', 'text': 'x' * 200}),    # text_too_long
+  ]
+  path = tmp_path / 'in' / 'mixed.jsonl'
+  path.parent.mkdir()
+  lines = [json.dumps(r) for r in good] + bad_lines
+  random.Random(1).shuffle(lines)
+  path.write_text('\n'.join(lines) + '\n')
+
+  figures, output = _run(tmp_path, str(path), tiny_model_dir,
+                         '--max_text_bytes', '100')
+  dead = batch_io.read_jsonl(output + '-errors')
+  reasons = sorted(d['reason'] for d in dead)
+  assert reasons == sorted([
+      'unparseable', 'unparseable', 'missing_key', 'missing_key',
+      'duplicate_key', 'missing_feature', 'wrong_type', 'empty_text',
+      'text_too_long'])
+  assert figures['dead_letters_by_reason'] == {
+      'unparseable': 2, 'missing_key': 2, 'duplicate_key': 1,
+      'missing_feature': 1, 'wrong_type': 1, 'empty_text': 1,
+      'text_too_long': 1}
+  outputs = batch_io.read_jsonl(output)
+  assert figures['inputs'] == len(lines) == len(outputs) + len(dead)
+  assert figures['reconciled']
+  # Dead letters carry the key (when there is one) and the complete record.
+  by_reason = {d['reason']: d for d in dead}
+  assert by_reason['wrong_type']['key'] == 'f2'
+  assert by_reason['wrong_type']['raw'] == {'key': 'f2', 'text': 42}
+  assert by_reason['unparseable']['key'] is None
+  assert by_reason['duplicate_key']['key'] == 'g3'
+  assert {d['raw'] for d in dead if d['reason'] == 'unparseable'} == {
+      '{"key": "u1", "text": ', '[1, 2, 3]'}
+  # The kept occurrence of g3 is chosen independently of input order.
+  kept = [o for o in outputs if o['key'] == 'g3']
+  assert len(kept) == 1
+
+
+def test_a_failing_element_is_isolated_and_its_batch_mates_predicted(
+    tmp_path, poison_model_dir):
+  rows = [{'key': f'p{i:02d}', 'text': 'x' * (i + 1)} for i in range(23)]
+  rows[9]['text'] = POISON
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'jsonl', 2)
+  figures = batch_predict.run([
+      '--input', pattern, '--model_dir', poison_model_dir,
+      '--output', str(tmp_path / 'o'), '--feature_map', 'reviews=text',
+      '--batch_size', '8', '--runner', 'FnApiRunner'])
+  outputs = batch_io.read_jsonl(str(tmp_path / 'o'))
+  dead = batch_io.read_jsonl(str(tmp_path / 'o-errors'))
+  assert [d['key'] for d in dead] == ['p09']
+  assert dead[0]['reason'] == 'inference_failed'
+  assert 'poisoned batch' in dead[0]['error']
+  assert dead[0]['raw'] == {'key': 'p09', 'text': POISON}
+  assert {o['key']: o['predictions']['length'] for o in outputs} == {
+      r['key']: float(len(r['text'])) for r in rows if r['text'] != POISON}
+  assert figures['reconciled'] and figures['predictions'] == 22
+
+
+def test_text_input_with_content_hash_keys(tmp_path, tiny_model_dir):
+  rows = [{'text': t} for t in TEXTS] + [{'text': TEXTS[0]}]  # one repeat
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'text', 2)
+  figures, output = _run(tmp_path, pattern, tiny_model_dir,
+                         '--attach_keys', 'content_hash')
+  outputs = batch_io.read_jsonl(output)
+  assert len(outputs) == len(TEXTS)
+  assert all(len(o['key']) == 32 for o in outputs)
+  assert figures['dead_letters_by_reason'] == {'duplicate_key': 1}
+  again, output2 = _run(tmp_path, pattern, tiny_model_dir,
+                        '--attach_keys', 'content_hash', name='again')
+  assert ({o['key'] for o in batch_io.read_jsonl(output2)} ==
+          {o['key'] for o in outputs})
+
+
+def test_keyed_signature_and_passthrough_fields(tmp_path, tiny_model_dir):
+  rows = [{'key': f'k{i}', 'text': t, 'lang': 'en'} for i, t in enumerate(TEXTS)]
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'jsonl', 2)
+  _, output = _run(tmp_path, pattern, tiny_model_dir,
+                   '--signature', 'keyed_prediction',
+                   '--passthrough_fields', 'lang,text')
+  outputs = batch_io.read_jsonl(output)
+  assert len(outputs) == len(rows)
+  for o in outputs:
+    assert o['predictions']['key'] == o['key']   # passed through the model
+    assert o['lang'] == 'en' and o['text'] in TEXTS
+
+
+@pytest.mark.parametrize('fmt', ['avro', 'parquet'])
+def test_typed_output_formats_round_trip(tmp_path, tiny_model_dir, fmt):
+  pattern = batch_io.write_shards(tmp_path / 'in', ROWS[:20], 'jsonl', 2)
+  figures, output = _run(tmp_path, pattern, tiny_model_dir,
+                         '--output_format', fmt, '--passthrough_fields', 'text')
+  rows = (batch_io.read_avro if fmt == 'avro' else batch_io.read_parquet)(output)
+  expected = _expected(tiny_model_dir, ROWS[:20])
+  assert {r['key'] for r in rows} == set(expected)
+  for r in rows:
+    assert r['predictions']['positive_review_probability'] == pytest.approx(
+        expected[r['key']], abs=1e-6)
+    assert r['model_version'] == 'tiny/3' and r['text']
+  assert figures['reconciled']
+
+
+def test_csv_fields_may_span_lines_and_bad_rows_are_dead_letters(
+    tmp_path, tiny_model_dir):
+  path = tmp_path / 'in.csv'
+  path.write_text('key,text\n'
+                  'a,"great film\nwith a second line"\n'
+                  'b,awful acting\n'
+                  'c,too,many,columns\n')
+  figures, output = _run(tmp_path, str(path), tiny_model_dir)
+  assert sorted(o['key'] for o in batch_io.read_jsonl(output)) == ['a', 'b']
+  (dead,) = batch_io.read_jsonl(output + '-errors')
+  assert dead['reason'] == 'unparseable' and 'columns' in dead['error']
+  assert figures['inputs'] == 3 and figures['reconciled']
+
+
+@pytest.mark.parametrize('argv, flag', [
+    (['--input', 'nowhere/*.jsonl'], '--input: no files match'),
+    (['--input', '{inputs}', '--input_format', 'xml'], 'invalid choice'),
+    (['--input', '{dir}/*'], '--input_format: cannot infer'),
+    (['--input', '{inputs}', '--signature', 'nope'],
+     "--signature: model '{model}' has no signature 'nope'"),
+    (['--input', '{inputs}', '--feature_map', 'text=text'],
+     "--feature_map: unknown signature input(s) ['text']"),
+    (['--input', '{inputs}', '--model_dir', '{dir}'], '--model_dir: cannot read'),
+    (['--input', '{inputs}', '--input_format', 'text'], '--attach_keys'),
+])
+def test_bad_command_lines_fail_with_one_clear_line(
+    tmp_path, tiny_model_dir, capsys, argv, flag):
+  inputs = batch_io.write_shards(tmp_path / 'in', ROWS[:3], 'jsonl', 1)
+  fill = {'inputs': inputs, 'dir': str(tmp_path / 'in'), 'model': tiny_model_dir}
+  argv = [a.format(**fill) for a in argv]
+  if '--model_dir' not in argv:
+    argv += ['--model_dir', tiny_model_dir]
+  argv += ['--output', str(tmp_path / 'o')]
+  try:
+    code = launch.main(batch_predict.run, argv)
+  except SystemExit as e:  # argparse's own errors (unknown choice)
+    code = e.code
+  err = capsys.readouterr().err.strip()
+  assert code == 2
+  assert flag.format(**fill) in err
+  assert 'Traceback' not in err
+
+
+def test_command_line_entry_point_exits_2_without_traceback(tmp_path):
+  done = subprocess.run(
+      [sys.executable, '-m', 'pipelines.batch_predict', '--input',
+       str(tmp_path / 'none.jsonl'), '--model_dir', str(tmp_path),
+       '--output', str(tmp_path / 'o')],
+      capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2
+  assert 'Traceback' not in done.stderr
+  assert '--input: no files match' in done.stderr

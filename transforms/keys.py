@@ -1,0 +1,114 @@
+"""Client keys: attach them, validate them, keep each key once.
+
+Keyed predictions are what make a distributed serving job safe: every output
+and every dead letter carries the client's key, so results can be matched to
+inputs whatever order (or shard) they come back in. Keys travel as
+`(key, record)` tuples from here on; they are strings.
+"""
+import hashlib
+import json
+
+import typing
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.dead_letter import RoutedParDo
+from transforms.dead_letter import reject
+
+FROM_FIELD = 'field'
+CONTENT_HASH = 'content_hash'
+KEY_MODES = (FROM_FIELD, CONTENT_HASH)
+STAGE = 'keys'
+
+
+def canonical_json(record):
+  """A stable serialisation: the same record always gives the same bytes."""
+  return json.dumps(record, sort_keys=True, ensure_ascii=False,
+                    separators=(',', ':'), default=str)
+
+
+def content_hash_key(record):
+  """A deterministic key from the record's content (sha256, 32 hex chars).
+
+  Identical records get identical keys, so exact duplicates are caught by the
+  duplicate-key check instead of being predicted twice.
+  """
+  return hashlib.sha256(canonical_json(record).encode('utf-8')).hexdigest()[:32]
+
+
+@beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
+class _AttachKeys(beam.DoFn):
+
+  def __init__(self, key_field, mode):
+    self._key_field = key_field
+    self._mode = mode
+    self._keyed = Metrics.counter(STAGE, 'keyed')
+
+  def process(self, record):
+    if self._mode == CONTENT_HASH:
+      key = content_hash_key(record)
+    else:
+      key = record.get(self._key_field)
+      if isinstance(key, bool) or not isinstance(key, (str, int)):
+        problem = ('missing' if key is None else
+                   f'not a string or integer ({type(key).__name__})')
+        yield reject(None, STAGE, 'missing_key', record,
+                     f'key field {self._key_field!r} is {problem}')
+        return
+      key = str(key)
+      if not key.strip():
+        yield reject(None, STAGE, 'missing_key', record,
+                     f'key field {self._key_field!r} is empty')
+        return
+    self._keyed.inc()
+    yield key, record
+
+
+class AttachKeys(beam.PTransform):
+  """record -> (key, record); records without a usable key are dead letters.
+
+  mode 'field' reads `key_field`; 'content_hash' derives the key from the
+  record's content, for clients that did not supply one.
+  """
+
+  def __init__(self, key_field='key', mode=FROM_FIELD):
+    super().__init__()
+    if mode not in KEY_MODES:
+      raise ValueError(f'unknown key mode {mode!r}')
+    self._fn = _AttachKeys(key_field, mode)
+
+  def expand(self, records):
+    return records | RoutedParDo(self._fn)
+
+
+@beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
+class _KeepFirst(beam.DoFn):
+  """Keeps one record per key; every other occurrence is a dead letter.
+
+  Which one is kept must not depend on input order or sharding, so it is the
+  record with the smallest canonical JSON: reruns always keep the same one.
+  """
+
+  def __init__(self):
+    self._unique = Metrics.counter(STAGE, 'unique')
+
+  def process(self, element):
+    key, records = element
+    records = list(records)
+    if len(records) > 1:
+      records.sort(key=canonical_json)
+      for duplicate in records[1:]:
+        yield reject(key, STAGE, 'duplicate_key', duplicate,
+                     f'key {key!r} appears {len(records)} times; kept one')
+    self._unique.inc()
+    yield key, records[0]
+
+
+class DeduplicateKeys(beam.PTransform):
+  """(key, record) -> one (key, record) per key, duplicates dead-lettered."""
+
+  def expand(self, keyed):
+    return (keyed
+            | 'Group by key' >> beam.GroupByKey()
+            | 'Keep first' >> RoutedParDo(_KeepFirst()))

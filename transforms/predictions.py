@@ -1,0 +1,137 @@
+"""The keyed prediction record: its shape, its formatting and its schemas.
+
+Output contract (one per accepted input, key first):
+  {"key", "model_version", "predictions": {output name: value},
+   "predicted_at": ISO-8601 UTC, <passthrough fields>...}
+Output tensors of shape [N, 1] become scalars, longer ones lists.
+"""
+import datetime
+import json
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.dead_letter import RoutedParDo
+from transforms.dead_letter import reject
+from transforms.inference import InferenceFailure
+from transforms.json_safe import json_safe
+
+STAGE = 'inference'
+
+
+class _UtcClock:
+  """ISO-8601 UTC timestamps, formatted at most once per second."""
+
+  def __init__(self):
+    self._second, self._text = None, None
+
+  def now(self):
+    second = int(time.time())
+    if second != self._second:
+      self._second = second
+      self._text = datetime.datetime.fromtimestamp(
+          second, datetime.timezone.utc).isoformat()
+    return self._text
+
+
+class _FormatPrediction(beam.DoFn):
+
+  def __init__(self, passthrough_fields):
+    self._passthrough = tuple(passthrough_fields or ())
+    self._predicted = Metrics.counter('output', 'predictions')
+
+  def setup(self):
+    self._clock = _UtcClock()
+
+  def process(self, element):
+    key, result = element
+    if isinstance(result.inference, InferenceFailure):
+      yield reject(key, STAGE, 'inference_failed', result.example,
+                   result.inference.error)
+      return
+    out = {'key': key, 'model_version': result.model_id,
+           'predictions': result.inference,
+           'predicted_at': self._clock.now()}
+    for field in self._passthrough:
+      out[field] = json_safe(result.example.get(field))
+    self._predicted.inc()
+    yield out
+
+
+class FormatPredictions(beam.PTransform):
+  """(key, PredictionResult) -> output record; model failures dead-lettered."""
+
+  def __init__(self, passthrough_fields=()):
+    super().__init__()
+    self._fn = _FormatPrediction(passthrough_fields)
+
+  def expand(self, results):
+    return results | RoutedParDo(self._fn)
+
+
+_AVRO_TYPES = {'string': 'string', 'bool': 'boolean', 'float16': 'float',
+               'float32': 'float', 'float64': 'double', 'int8': 'int',
+               'int16': 'int', 'int32': 'int', 'int64': 'long',
+               'uint8': 'int', 'uint16': 'int', 'uint32': 'long'}
+
+
+def _value_rank(spec):
+  """Rank of one instance's value after [N, 1] -> scalar squeezing."""
+  shape = spec.shape
+  if len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1):
+    return 0
+  return len(shape) - 1
+
+
+def stringify_passthrough(record, passthrough_fields):
+  """Typed formats (Avro, Parquet) store passthrough fields as strings:
+  their types are unknown until records are read. Non-strings become JSON."""
+  if not passthrough_fields:
+    return record
+  out = dict(record)
+  for field in passthrough_fields:
+    value = out.get(field)
+    if value is not None and not isinstance(value, str):
+      out[field] = json.dumps(value, sort_keys=True)
+  return out
+
+
+def avro_schema(output_specs, passthrough_fields=()):
+  """The Avro schema of prediction records for a signature's outputs."""
+  def nested(base, rank):
+    return base if rank == 0 else {'type': 'array', 'items': nested(base, rank - 1)}
+
+  outputs = [{'name': name,
+              'type': nested(_AVRO_TYPES.get(spec.dtype, 'double'),
+                             _value_rank(spec))}
+             for name, spec in output_specs.items()]
+  fields = [
+      {'name': 'key', 'type': 'string'},
+      {'name': 'model_version', 'type': 'string'},
+      {'name': 'predictions',
+       'type': {'type': 'record', 'name': 'Predictions', 'fields': outputs}},
+      {'name': 'predicted_at', 'type': 'string'},
+  ] + [{'name': f, 'type': ['null', 'string']} for f in passthrough_fields]
+  return {'type': 'record', 'name': 'Prediction',
+          'namespace': 'resilient_serving', 'fields': fields}
+
+
+def arrow_schema(output_specs, passthrough_fields=()):
+  """The pyarrow schema of prediction records (for Parquet)."""
+  import pyarrow as pa
+  types = {'string': pa.string(), 'bool': pa.bool_(), 'float16': pa.float32(),
+           'float32': pa.float32(), 'float64': pa.float64(),
+           'int8': pa.int32(), 'int16': pa.int32(), 'int32': pa.int32(),
+           'int64': pa.int64()}
+
+  def nested(base, rank):
+    return base if rank == 0 else pa.list_(nested(base, rank - 1))
+
+  outputs = pa.struct([
+      (name, nested(types.get(spec.dtype, pa.float64()), _value_rank(spec)))
+      for name, spec in output_specs.items()])
+  return pa.schema(
+      [('key', pa.string()), ('model_version', pa.string()),
+       ('predictions', outputs), ('predicted_at', pa.string())] +
+      [(f, pa.string()) for f in passthrough_fields])
