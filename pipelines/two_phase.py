@@ -13,7 +13,7 @@ phase 2 alone with --replay_pending. Inputs = decisions + pending + dead letters
         --phase2_model_dir data/models/two_phase/phase2/1 \\
         --forward uncertain:0.2,0.8 --output out/two_phase/decisions
     python -m pipelines.two_phase --replay_pending \\
-        --input 'out/two_phase/decisions-pending*' \\
+        --input 'out/two_phase/decisions_pending*' \\
         --phase2_model_dir data/models/two_phase/phase2/1 --output out/replayed
 """
 import argparse
@@ -110,11 +110,11 @@ def build_parser():
   parser.add_argument(
       '--pending',
       help='Output prefix for pending records, as JSONL (default: '
-      '<output>-pending).')
+      '<output>_pending).')
   parser.add_argument(
       '--dead_letter',
       help='Output prefix for rejected records, as JSONL (default: '
-      '<output>-errors).')
+      '<output>_errors).')
   parser.add_argument(
       '--max_text_bytes', type=int, default=DEFAULT_MAX_TEXT_BYTES,
       help='Texts longer than this (UTF-8 bytes) go to the dead letter '
@@ -264,12 +264,15 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
   _ = (dead
        | 'All dead letters' >> beam.Flatten()
        | 'Write dead letters' >> sinks.WriteDeadLetters(
-           args.dead_letter or f'{args.output}-errors'))
+           args.dead_letter or f'{args.output}_errors'))
   return cascaded
 
 
 def _pending_prefix(args):
-  return args.pending or f'{args.output}-pending'
+  # '_pending', not '-pending': when the decisions are finalized, Beam deletes
+  # stale shards matching '<output>-*-of-NNNNN.jsonl', which would include a
+  # '<output>-pending-00000-of-00001.jsonl' written moments earlier.
+  return args.pending or f'{args.output}_pending'
 
 
 def run(argv=None):
@@ -317,7 +320,7 @@ def run(argv=None):
        'yes' if figures['reconciled'] else 'NO'),
       ('decisions under', f'{args.output}*'),
       ('pending under', f'{_pending_prefix(args)}*'),
-      ('dead letters under', f'{args.dead_letter or args.output + "-errors"}*'),
+      ('dead letters under', f'{args.dead_letter or args.output + "_errors"}*'),
   ]
   if phase2_unavailable:
     rows.append(('phase 2 unavailable', phase2_unavailable))

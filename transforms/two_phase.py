@@ -206,6 +206,7 @@ class TwoPhaseCascade(beam.PTransform):
     return Cascaded(decisions, second.pending, routed[DEAD_LETTER])
 
 
+@beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
 class _FromPending(beam.DoFn):
   """A pending record -> (key, record carrying its phase-1 result)."""
 
