@@ -183,3 +183,30 @@ def test_band_is_the_narrowest_that_keeps_phase2_accuracy():
   margin = np.abs(p1 - 0.5)
   narrower = margin <= np.quantile(margin, fraction - 0.05)
   assert np.mean((np.where(narrower, p2, p1) >= 0.5) == labels) < 0.995
+
+
+def test_report_measures_each_rule_and_checks_the_targets(
+    tiny_phase1, tiny_model_dir):
+  from models import predictor
+  from models import two_phase_report
+  texts = [f'great film {i}' if i % 3 else f'awful boring {i}'
+           for i in range(300)]
+  labels = [i % 3 != 0 for i in range(300)]
+  report = two_phase_report.evaluate(
+      texts, labels, lite_predictor.load(tiny_phase1[0]),
+      predictor.load(tiny_model_dir),
+      [forwarding.parse_rule('uncertain:0,1'),
+       forwarding.parse_rule('uncertain:0.5,0.5')])
+  everything, nothing = report['rules']
+  # Forwarding everything is phase 2 alone; forwarding ~nothing is phase 1.
+  assert everything['forward_rate'] == 1.0
+  assert everything['cascade_accuracy'] == report['phase2_accuracy']
+  assert nothing['forward_rate'] < 0.05
+  assert abs(nothing['cascade_accuracy'] - report['phase1_accuracy']) <= 0.05
+  assert report['phase2_records_per_s'] > 0 and report['records'] == 300
+  report['conversion'] = {'size_ratio': 0.25}
+  assert not two_phase_report.check_targets(report)   # 100% forwarded
+  assert report['targets'] == {
+      'cascade_within_1_point_of_phase2': True,
+      'forward_rate_at_most_40_percent': False,
+      'quantized_at_most_a_third_of_float': True}
