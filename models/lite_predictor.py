@@ -12,6 +12,7 @@ in Python, with exactly the vocabulary the model was trained on).
 - Thread safe: a LiteRT interpreter must not be invoked from two threads at
   once, so every thread gets its own interpreter over the same model bytes.
 """
+import json
 import threading
 
 import numpy as np
@@ -56,7 +57,6 @@ class LitePredictor:
     self.path = tflite_path
     self.model_bytes = _read_bytes(tflite_path)
     if tokenizer is None:
-      import json
       spec = json.loads(_read_bytes(tokenizer_path(tflite_path)))
       tokenizer = Tokenizer(spec['vocabulary'], spec['sequence_length'])
     self.tokenizer = tokenizer

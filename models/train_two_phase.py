@@ -169,7 +169,6 @@ def build(data_dir='data', output_dir=DEFAULT_OUTPUT_DIR, force=False):
   import numpy as np
   from models import tflite_export
   from models.serving_signatures import export_text_classifier
-  from models.tokenizer import Tokenizer  # noqa: F401  (fail early if absent)
 
   meta_path = os.path.join(output_dir, 'two_phase.json')
   if os.path.exists(meta_path) and not force:
