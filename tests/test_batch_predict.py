@@ -45,7 +45,7 @@ def test_every_key_gets_the_signature_prediction_in_every_format(
   for r in rows:
     assert r['predictions']['positive_review_probability'] == pytest.approx(
         expected[r['key']], abs=1e-6)
-    assert r['model_version'] == 'tiny/3'
+    assert r['model_version'] == 'tiny/1'
     assert r['predicted_at'].endswith('+00:00')
   assert figures['inputs'] == 60 and figures['predictions'] == 60
   assert figures['dead_letters'] == 0 and figures['reconciled']
@@ -176,7 +176,7 @@ def test_typed_output_formats_round_trip(tmp_path, tiny_model_dir, fmt):
   for r in rows:
     assert r['predictions']['positive_review_probability'] == pytest.approx(
         expected[r['key']], abs=1e-6)
-    assert r['model_version'] == 'tiny/3' and r['text']
+    assert r['model_version'] == 'tiny/1' and r['text']
   assert figures['reconciled']
 
 
@@ -252,7 +252,7 @@ def test_prediction_log_samples_the_same_keys_on_every_run(
                  for p in batch_io.read_jsonl(output)}
   text = {r['key']: r['text'] for r in ROWS}
   for row in logs[0]:
-    assert row['model'] == 'tiny' and row['model_version'] == 'tiny/3'
+    assert row['model'] == 'tiny' and row['model_version'] == 'tiny/1'
     assert json.loads(row['raw_data']) == {
         'instances': [{'reviews': text[row['key']]}]}
     assert json.loads(row['raw_prediction']) == {

@@ -19,7 +19,6 @@ from serving import config as serving_config
 from serving.app import create_app
 from tests.harness.serving import failing_model_dir  # noqa: F401
 from tests.harness.serving import running_server
-from tests.harness.serving import tiny_model_dir  # noqa: F401
 
 # The book's three reviews (05_resilience/serving_function.ipynb).
 NEUTRAL = 'The film is based on a prize-winning novel.'

@@ -14,7 +14,6 @@ from serving.prediction_log import IN_PROGRESS
 from serving.prediction_log import PredictionLogWriter
 from serving.prediction_log import sampling_id
 from tests.harness.serving import running_server
-from tests.harness.serving import tiny_model_dir  # noqa: F401
 
 WHEN = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
 

@@ -1,4 +1,4 @@
-"""Fixtures for the online endpoint: tiny models made on the fly and a real
+"""Fixtures for the online endpoint: a failing model made on the fly and a real
 uvicorn server on a free loopback port, in a thread of the test process.
 
 The server binds its socket before it starts (port 0: the kernel picks a free
@@ -11,51 +11,6 @@ import threading
 import time
 
 import pytest
-
-POSITIVE = [
-    'a great film with wonderful acting',
-    'great action scenes and a great story',
-    'wonderful, moving and fast; I loved it',
-    'the best film this year, great fun',
-    'excellent and wonderful, truly great',
-    'fast moving with several great scenes',
-]
-NEGATIVE = [
-    'a boring film, I walked out',
-    'very boring and far too slow',
-    'terrible acting, a waste of time',
-    'dull, boring, awful; I left half-way',
-    'the worst film, boring and bad',
-    'bad story, terrible and boring',
-]
-
-
-def train_tiny_sentiment_model(export_dir):
-  """A few-kilobyte text classifier with the book's signatures, trained on
-  a dozen sentences in a couple of seconds."""
-  import keras
-  import numpy as np
-  import tensorflow as tf
-
-  from models.serving_signatures import export_text_classifier
-  keras.utils.set_random_seed(7)
-  texts = POSITIVE + NEGATIVE
-  labels = np.array([1.0] * len(POSITIVE) + [0.0] * len(NEGATIVE))
-  vectorizer = keras.layers.TextVectorization(
-      max_tokens=200, output_sequence_length=12)
-  vectorizer.adapt(tf.constant(texts))
-  model = keras.Sequential([
-      keras.Input(shape=(12,), dtype='int64'),
-      keras.layers.Embedding(200, 8),
-      keras.layers.GlobalAveragePooling1D(),
-      keras.layers.Dense(1),
-  ])
-  model.compile(optimizer=keras.optimizers.Adam(0.05),
-                loss=keras.losses.BinaryCrossentropy(from_logits=True))
-  model.fit(vectorizer(tf.constant(texts)).numpy(), labels, epochs=40,
-            batch_size=len(texts), verbose=0)
-  return export_text_classifier(vectorizer, model, str(export_dir))
-
 
 def export_failing_model(export_dir):
   """A model whose signature fails at run time (not at input checking):
@@ -74,12 +29,6 @@ def export_failing_model(export_dir):
   tf.saved_model.save(module, str(export_dir),
                       signatures={'serving_default': module.parse})
   return str(export_dir)
-
-
-@pytest.fixture(scope='session')
-def tiny_model_dir(tmp_path_factory):
-  return train_tiny_sentiment_model(
-      tmp_path_factory.mktemp('models') / 'tiny' / '1')
 
 
 @pytest.fixture(scope='session')
