@@ -1,0 +1,54 @@
+"""Each pipeline's Dataflow job builds offline, as `--runner DataflowRunner`
+would submit it (with --setup_file, or with the template image as the SDK
+container), and holds the stages the pipeline promises."""
+import json
+
+import pytest
+
+from pipelines import batch_predict
+from tests.harness.dataflow import build_dataflow_job  # noqa: F401
+
+IMAGE = 'us-central1-docker.pkg.dev/test-project/resilient-serving/{}:v1'
+DEFAULT_WORKER_IMAGE = 'gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:'
+
+
+@pytest.fixture
+def batch_predict_argv(tmp_path, tiny_model_dir):
+  """Local inputs and model: validate() lists inputs and reads the model's
+  signatures while constructing the job, and gs:// is out of reach here."""
+  inputs = tmp_path / 'in'
+  inputs.mkdir()
+  (inputs / 'part-0.jsonl').write_text(
+      json.dumps({'key': 'a', 'text': 'great film'}) + '\n')
+  return ['--input', str(inputs / '*.jsonl'), '--model_dir', tiny_model_dir,
+          '--feature_map', 'reviews=text',
+          '--output', 'gs://test-bucket/out/predictions']
+
+
+BATCH_PREDICT_STAGES = {
+    'Read', 'Attach keys', 'Deduplicate keys', 'Validate features',
+    'RunInference', 'Format', 'Write predictions', 'All dead letters',
+    'Write dead letters'}
+
+
+def test_batch_predict_job_with_setup_file(
+    build_dataflow_job, batch_predict_argv):
+  built = build_dataflow_job(batch_predict.run, batch_predict_argv + [
+      '--setup_file', './setup.py', '--job_name', 'batch-predict-20261125'])
+  assert BATCH_PREDICT_STAGES <= built.transform_names
+  assert any(n.startswith('RunInference/') for n in built.transform_names)
+  assert built.job.name == 'batch-predict-20261125'
+  assert built.job.type_.name == 'JOB_TYPE_BATCH'
+  [image] = built.container_images
+  assert DEFAULT_WORKER_IMAGE in image
+
+
+def test_batch_predict_job_on_the_template_image(
+    build_dataflow_job, batch_predict_argv):
+  image = IMAGE.format('batch_predict')
+  built = build_dataflow_job(batch_predict.run, batch_predict_argv + [
+      '--sdk_container_image', image, '--allow_duplicate_keys=true'])
+  assert image in ''.join(built.container_images)
+  # The switch, passed the way a Flex Template passes it, took effect.
+  assert 'Deduplicate keys' not in built.transform_names
+  assert BATCH_PREDICT_STAGES - {'Deduplicate keys'} <= built.transform_names
