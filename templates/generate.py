@@ -138,8 +138,9 @@ def parameters(parser, overrides=None):
     checks = regexes(action)
     if checks:
       param['regexes'] = checks
-    if action.default is not None and action.default != '':
-      default = action.default
+    default = action.default
+    # Lists (append flags) have no single-value form to pre-populate.
+    if default not in (None, '') and not isinstance(default, (list, tuple)):
       param['defaultValue'] = (
           str(default).lower() if isinstance(default, bool) else str(default))
     params.append(param)
@@ -151,7 +152,8 @@ def metadata(template):
   parser = template.parser()
   meta = {
       'name': template.title,
-      'description': ' '.join(parser.description.split()),
+      # The first paragraph: module docstrings go on to usage examples.
+      'description': ' '.join(parser.description.split('\n\n')[0].split()),
       'streaming': template.streaming,
       'parameters': parameters(parser, dict(template.param_types)),
   }
@@ -225,8 +227,8 @@ def outputs(templates=registry.TEMPLATES):
   """{path relative to the repository root: content} of every artefact."""
   files = {}
   for t in templates:
-    path = t.folder.relative_to(registry.REPO_ROOT) / 'metadata.json'
-    files[str(path)] = json.dumps(metadata(t), indent=2) + '\n'
+    files[f'templates/{t.pipeline}/metadata.json'] = (
+        json.dumps(metadata(t), indent=2) + '\n')
   files[OPTIONS_DOC] = options_markdown(templates)
   files[CLOUDBUILD] = cloudbuild(templates)
   return files

@@ -39,6 +39,12 @@ class Template:
 
 TEMPLATES = (
     Template('batch_predict', 'Resilient keyed batch predictions'),
+    Template('moderate', 'Streaming comment moderation', streaming=True,
+             param_types=(('alias_table', 'GCS_READ_FILE'),)),
+    Template('evaluate', 'Continuous evaluation of a prediction log',
+             param_types=(('predictions', 'GCS_READ_FILE'),
+                          ('ground_truth', 'GCS_READ_FILE'),
+                          ('output', 'GCS_WRITE_FOLDER'))),
 )
 
 
