@@ -52,3 +52,36 @@ def test_batch_predict_job_on_the_template_image(
   # The switch, passed the way a Flex Template passes it, took effect.
   assert 'Deduplicate keys' not in built.transform_names
   assert BATCH_PREDICT_STAGES - {'Deduplicate keys'} <= built.transform_names
+
+
+def test_moderate_streams_over_pubsub_on_dataflow(build_dataflow_job):
+  from pipelines import moderate
+  topics = 'projects/test-project/topics/'
+  built = build_dataflow_job(moderate.run, [
+      '--input_subscription', 'projects/test-project/subscriptions/comments',
+      '--output_topic', topics + 'decisions',
+      '--dead_letter_topic', topics + 'moderation-dead-letters',
+      '--sdk_container_image', IMAGE.format('moderate')])
+  assert built.job.type_.name == 'JOB_TYPE_STREAMING'
+  assert {'ReadPubSub/Read', 'Entities', 'Moderate/DecideInEventTimeOrder',
+          'WriteDecisions', 'WriteDeadLetters'} <= built.transform_names
+  assert IMAGE.format('moderate') in ''.join(built.container_images)
+
+
+def test_evaluate_job_builds(build_dataflow_job, tmp_path):
+  from pipelines import evaluate
+  predictions = tmp_path / 'predictions.jsonl'
+  predictions.write_text(json.dumps({
+      'key': 'a', 'model_version': 'sentiment/1', 'predicted_at':
+      '2026-11-25T00:00:00+00:00',
+      'predictions': {'positive_review_probability': 0.9}}) + '\n')
+  labels = tmp_path / 'labels.jsonl'
+  labels.write_text(json.dumps({
+      'key': 'a', 'groundtruth': 'positive',
+      'labeled_at': '2026-11-25T01:00:00+00:00'}) + '\n')
+  built = build_dataflow_job(evaluate.run, [
+      '--predictions', str(predictions), '--ground_truth', str(labels),
+      '--output', 'gs://test-bucket/evaluation', '--setup_file', './setup.py'])
+  assert built.job.type_.name == 'JOB_TYPE_BATCH'
+  assert {'ReadPredictions0', 'ReadGroundTruth0', 'Evaluate', 'Writeslices',
+          'Writealerts', 'Writedead_letters'} <= built.transform_names
