@@ -90,7 +90,8 @@ def build_parser():
   parser.add_argument(
       '--dead_letter',
       help='Output prefix for rejected records, as JSONL (default: '
-      '<output>-errors).')
+      '<output>_errors; not <output>-errors, which the prediction sink\'s '
+      'shard glob <output>-*-of-N would match and delete).')
   parser.add_argument(
       '--model_name',
       help='Model name recorded in the prediction log (default: derived '
@@ -130,6 +131,10 @@ def _parse_feature_map(text):
           '--feature_map', f'{pair!r} is not INPUT=FIELD')
     mapping[name.strip()] = field.strip()
   return mapping
+
+
+def dead_letter_prefix(args):
+  return args.dead_letter or f'{args.output}_errors'
 
 
 def validate(args):
@@ -224,7 +229,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   _ = (dead
        | 'All dead letters' >> beam.Flatten()
        | 'Write dead letters' >> sinks.WriteDeadLetters(
-           args.dead_letter or f'{args.output}-errors'))
+           dead_letter_prefix(args)))
   return predictions.main
 
 
@@ -261,7 +266,7 @@ def run(argv=None):
       ('prediction log rows',
        counts.get('prediction_log', {}).get('logged', 0)),
       ('predictions under', f'{args.output}*'),
-      ('dead letters under', f'{args.dead_letter or args.output + "-errors"}*'),
+      ('dead letters under', f'{dead_letter_prefix(args)}*'),
   ]))
   return figures
 
