@@ -45,6 +45,10 @@ TEMPLATES = (
              param_types=(('predictions', 'GCS_READ_FILE'),
                           ('ground_truth', 'GCS_READ_FILE'),
                           ('output', 'GCS_WRITE_FOLDER'))),
+    Template('two_phase', 'Two-phase (cascade) predictions',
+             param_types=(('phase1_model', 'GCS_READ_FILE'),
+                          ('phase2_input', 'TEXT'), ('phase2_output', 'TEXT'),
+                          ('pending', 'GCS_WRITE_FILE'))),
 )
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from pipelines import batch_predict
 from tests.harness.dataflow import build_dataflow_job  # noqa: F401
+from tests.tiny_two_phase import tiny_phase1  # noqa: F401
 
 IMAGE = 'us-central1-docker.pkg.dev/test-project/resilient-serving/{}:v1'
 DEFAULT_WORKER_IMAGE = 'gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:'
@@ -85,3 +86,19 @@ def test_evaluate_job_builds(build_dataflow_job, tmp_path):
   assert built.job.type_.name == 'JOB_TYPE_BATCH'
   assert {'ReadPredictions0', 'ReadGroundTruth0', 'Evaluate', 'Writeslices',
           'Writealerts', 'Writedead_letters'} <= built.transform_names
+
+
+def test_two_phase_job_builds(build_dataflow_job, tmp_path, tiny_phase1,
+                              tiny_model_dir):
+  from pipelines import two_phase
+  inputs = tmp_path / 'in.jsonl'
+  inputs.write_text(json.dumps({'key': 'a', 'text': 'great film'}) + '\n')
+  built = build_dataflow_job(two_phase.run, [
+      '--input', str(inputs), '--phase1_model', tiny_phase1[0],
+      '--forward', 'uncertain:0.3,0.7', '--phase2_model_dir', tiny_model_dir,
+      '--output', 'gs://test-bucket/two_phase/decisions',
+      '--sdk_container_image', IMAGE.format('two_phase')])
+  names = ' '.join(sorted(built.transform_names))
+  assert built.job.type_.name == 'JOB_TYPE_BATCH'
+  assert 'RunInference' in names, names
+  assert IMAGE.format('two_phase') in ''.join(built.container_images)
