@@ -38,7 +38,8 @@ class Template:
 
 
 TEMPLATES = (
-    Template('batch_predict', 'Resilient keyed batch predictions'),
+    Template('batch_predict', 'Resilient keyed batch predictions',
+             param_types=(('prediction_log', 'GCS_WRITE_FILE'),)),
     Template('moderate', 'Streaming comment moderation', streaming=True,
              param_types=(('alias_table', 'GCS_READ_FILE'),)),
     Template('evaluate', 'Continuous evaluation of a prediction log',
