@@ -59,7 +59,7 @@ def build_parser():
       help='"field" reads --key_field; "content_hash" derives a deterministic '
       'key from the record content, for inputs without client keys.')
   parser.add_argument(
-      '--allow_duplicate_keys', action='store_true',
+      '--allow_duplicate_keys', **launch.SWITCH,
       help='Skip the duplicate-key check (saves a shuffle when keys are known '
       'to be unique). By default every occurrence of a key after the first '
       'goes to the dead letter.')

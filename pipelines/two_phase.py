@@ -63,7 +63,7 @@ def build_parser():
       help='"field" reads --key_field; "content_hash" derives a deterministic '
       'key from the record content.')
   parser.add_argument(
-      '--allow_duplicate_keys', action='store_true',
+      '--allow_duplicate_keys', **launch.SWITCH,
       help='Skip the duplicate-key check (saves a shuffle).')
   parser.add_argument(
       '--text_field', default='text',
@@ -101,7 +101,7 @@ def build_parser():
       '--phase2_batch_size', type=int, default=PHASE2_BATCH_SIZE,
       help=f'Records per phase-2 call (default: {PHASE2_BATCH_SIZE}).')
   parser.add_argument(
-      '--replay_pending', action='store_true',
+      '--replay_pending', **launch.SWITCH,
       help='--input holds pending records from an earlier run: send them '
       'through phase 2 alone (phase 1 is not run again).')
   parser.add_argument(
