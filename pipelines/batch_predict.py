@@ -28,7 +28,9 @@ from transforms.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
+from transforms.prediction_log import WritePredictionLog
 from transforms.predictions import FormatPredictions
+from transforms.predictions import LogEntries
 from transforms.predictions import arrow_schema
 from transforms.predictions import avro_schema
 from transforms.predictions import stringify_passthrough
@@ -57,7 +59,7 @@ def build_parser():
       help='"field" reads --key_field; "content_hash" derives a deterministic '
       'key from the record content, for inputs without client keys.')
   parser.add_argument(
-      '--allow_duplicate_keys', action='store_true',
+      '--allow_duplicate_keys', **launch.SWITCH,
       help='Skip the duplicate-key check (saves a shuffle when keys are known '
       'to be unique). By default every occurrence of a key after the first '
       'goes to the dead letter.')
@@ -88,7 +90,21 @@ def build_parser():
   parser.add_argument(
       '--dead_letter',
       help='Output prefix for rejected records, as JSONL (default: '
-      '<output>-errors).')
+      '<output>_errors; not <output>-errors, which the prediction sink\'s '
+      'shard glob <output>-*-of-N would match and delete).')
+  parser.add_argument(
+      '--model_name',
+      help='Model name recorded in the prediction log (default: derived '
+      'from --model_dir, e.g. "sentiment").')
+  parser.add_argument(
+      '--prediction_log',
+      help='Output prefix for a sampled prediction log (JSONL rows: model, '
+      'model_version, time, key, raw_data, raw_prediction, groundtruth) that '
+      'pipelines.evaluate joins with ground truth later.')
+  parser.add_argument(
+      '--log_sample_rate', type=float, default=1.0,
+      help='Share of keys written to --prediction_log, 0..1 (default 1); '
+      'chosen by a hash of the key, so reruns log the same keys.')
   parser.add_argument(
       '--batch_size', type=int, default=DEFAULT_BATCH_SIZE,
       help=f'Records per model call (default: {DEFAULT_BATCH_SIZE}).')
@@ -117,6 +133,10 @@ def _parse_feature_map(text):
   return mapping
 
 
+def dead_letter_prefix(args):
+  return args.dead_letter or f'{args.output}_errors'
+
+
 def validate(args):
   """Checks the command line before anything runs; returns the resolved
   configuration (patterns, format, signature, feature map)."""
@@ -143,6 +163,8 @@ def validate(args):
         '--attach_keys content_hash')
   if args.batch_size < 1:
     raise launch.UsageError('--batch_size', 'must be at least 1')
+  if not 0 <= args.log_sample_rate <= 1:
+    raise launch.UsageError('--log_sample_rate', 'must be between 0 and 1')
   if args.max_text_bytes < 1:
     raise launch.UsageError('--max_text_bytes', 'must be at least 1')
   try:
@@ -182,10 +204,17 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
     unique, dead = deduped.main, dead + [deduped.dead_letter]
   valid = unique | 'Validate features' >> ValidateFeatures(
       signature.inputs, feature_map, args.max_text_bytes)
-  predictions = (
-      valid.main
-      | 'RunInference' >> RunInference(KeyedModelHandler(handler))
-      | 'Format' >> FormatPredictions(passthrough))
+  inferred = valid.main | 'RunInference' >> RunInference(
+      KeyedModelHandler(handler))
+  predictions = inferred | 'Format' >> FormatPredictions(passthrough)
+  if args.prediction_log:
+    model_name = args.model_name or sigs.default_model_name(args.model_dir)
+    _ = (inferred
+         | 'Log entries' >> LogEntries(
+             model_name, {name: feature_map.get(name, name)
+                          for name in signature.inputs})
+         | 'Write prediction log' >> WritePredictionLog(
+             args.prediction_log, args.log_sample_rate))
   dead += [valid.dead_letter, predictions.dead_letter]
 
   if args.output_format == 'jsonl':
@@ -200,7 +229,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   _ = (dead
        | 'All dead letters' >> beam.Flatten()
        | 'Write dead letters' >> sinks.WriteDeadLetters(
-           args.dead_letter or f'{args.output}-errors'))
+           dead_letter_prefix(args)))
   return predictions.main
 
 
@@ -234,8 +263,10 @@ def run(argv=None):
       ('elapsed (s)', elapsed), ('records/second', figures['records_per_s']),
       ('inputs = predictions + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
+      ('prediction log rows',
+       counts.get('prediction_log', {}).get('logged', 0)),
       ('predictions under', f'{args.output}*'),
-      ('dead letters under', f'{args.dead_letter or args.output + "-errors"}*'),
+      ('dead letters under', f'{dead_letter_prefix(args)}*'),
   ]))
   return figures
 

@@ -1,0 +1,74 @@
+"""One row of the continuous-evaluation prediction log, and which keys to log.
+
+The online endpoint and the Beam pipelines both log predictions for continuous
+evaluation; building the row here (pure Python, no TensorFlow or Beam) keeps
+the two writers byte-compatible, so one evaluation job reads both.
+
+Row columns (the book's continuous-evaluation table, plus the client key):
+  model, model_version, time (ISO-8601 UTC), key,
+  raw_data        JSON string {"instances": [instance]}
+  raw_prediction  JSON string {"predictions": [prediction]}
+  groundtruth     null (filled in later, when the label is known)
+
+Sampling is by a hash of the key rather than by a random draw, so a rerun (or
+the batch and online paths) log the same keys, and ground truth joined later
+finds its prediction.
+"""
+import datetime
+import hashlib
+import json
+
+_TWO_TO_64 = float(2**64)
+
+
+def sampled(key, rate):
+  """Whether `key` falls in the logged fraction `rate` (0..1), deterministically.
+
+  The first 8 bytes of sha256(str(key)) read as a fraction of 2**64 are
+  compared with `rate`, so the same key is always in or out, whatever process
+  or machine asks.
+  """
+  if rate >= 1:
+    return True
+  if rate <= 0:
+    return False
+  digest = hashlib.sha256(str(key).encode('utf-8')).digest()
+  return int.from_bytes(digest[:8], 'big') / _TWO_TO_64 < rate
+
+
+def format_time(time):
+  """ISO-8601 UTC with microseconds and a 'Z' suffix.
+
+  Accepts an aware datetime (converted to UTC), an ISO-8601 string with an
+  offset, or seconds since the epoch; a naive time is refused, since its
+  zone would be a guess.
+  """
+  if isinstance(time, str):
+    time = datetime.datetime.fromisoformat(time)
+  if isinstance(time, (int, float)):
+    time = datetime.datetime.fromtimestamp(time, datetime.timezone.utc)
+  if time.tzinfo is None:
+    raise ValueError('naive datetime: pass an aware (UTC) time')
+  time = time.astimezone(datetime.timezone.utc)
+  return time.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _compact_json(value):
+  return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
+
+
+def log_row(model, model_version, key, instance, prediction, time):
+  """Returns one continuous-evaluation row (a JSON-serialisable dict).
+
+  `instance` is the instance as the client sent it and `prediction` what it
+  got back; both must be JSON-serialisable.
+  """
+  return {
+      'model': model,
+      'model_version': model_version,
+      'time': format_time(time),
+      'key': key,
+      'raw_data': _compact_json({'instances': [instance]}),
+      'raw_prediction': _compact_json({'predictions': [prediction]}),
+      'groundtruth': None,
+  }
