@@ -23,7 +23,7 @@ Variants are interleaved (rotated each repeat) because the machine may be
 shared; the table shows medians.
 
   python -m benchmarks.batch_inference [--sizes 20000,200000,1000000]
-      [--repeats 3] [--repeats_1m 1] [--variants raw,stock,ours,ours_2w]
+      [--repeats 2] [--repeats_1m 1] [--variants raw,stock,ours,ours_2w]
 
 The last line printed is one JSON object with the figures.
 """
@@ -141,10 +141,14 @@ def measure(variant, pattern, n, args):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--sizes', default='20000,200000,1000000')
-  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--repeats_1m', type=int, default=1,
                       help='Repeats for sizes of 1M records and more.')
   parser.add_argument('--variants', default=','.join(VARIANTS))
+  parser.add_argument(
+      '--variants_1m', default='raw,ours,ours_2w',
+      help='Variants for sizes of 1M records and more (stock, at about 1k '
+      'records/s here, would take over 15 minutes).')
   parser.add_argument('--batch_size', type=int, default=256)
   parser.add_argument('--model_dir', default=MODEL_DIR)
   parser.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
@@ -159,10 +163,13 @@ def main(argv=None):
   results = {}
   for n in [int(s) for s in args.sizes.split(',')]:
     pattern = common.scratch_dataset(n)
-    repeats = args.repeats_1m if n >= 1_000_000 else args.repeats
-    runs = {v: [] for v in variants}
+    big = n >= 1_000_000
+    repeats = args.repeats_1m if big else args.repeats
+    chosen = ([v for v in args.variants_1m.split(',') if v in variants]
+              if big else variants)
+    runs = {v: [] for v in chosen}
     for r in range(repeats):
-      order = variants[r % len(variants):] + variants[:r % len(variants)]
+      order = chosen[r % len(chosen):] + chosen[:r % len(chosen)]
       for v in order:
         figures = measure(v, pattern, n, args)
         runs[v].append(figures)
@@ -175,11 +182,11 @@ def main(argv=None):
             [f['records_per_s'] for f in runs[v]])),
         'all_records_per_s': [round(f['records_per_s']) for f in runs[v]],
         'peak_rss_mb': max(f['peak_rss_mb'] for f in runs[v]),
-    } for v in variants}
+    } for v in chosen}
 
   rows, ratios = [], {}
   for n, by_variant in results.items():
-    rate = {v: by_variant[v]['records_per_s'] for v in variants}
+    rate = {v: by_variant[v]['records_per_s'] for v in by_variant}
 
     def ratio(a, b):
       return round(rate[a] / rate[b], 2) if a in rate and b in rate else None
@@ -189,7 +196,8 @@ def main(argv=None):
                  'ours_2w/stock': ratio('ours_2w', 'stock'),
                  'ours_2w/ours': ratio('ours_2w', 'ours')}
     rows.append([f'{n:,}'] + [
-        f'{rate[v]:,} ({by_variant[v]["peak_rss_mb"]:,} MB)' for v in variants
+        f'{rate[v]:,} ({by_variant[v]["peak_rss_mb"]:,} MB)' if v in rate
+        else 'not run' for v in variants
     ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours_2w/ours')])
   print()
   print(common.table(
@@ -197,7 +205,8 @@ def main(argv=None):
       ['ours/raw', 'ours/stock', 'ours_2w/ours'], rows))
   print(json.dumps({
       'workload': 'batch_inference', 'batch_size': args.batch_size,
-      'repeats': args.repeats, 'results': results, 'ratios': ratios,
+      'repeats': args.repeats, 'repeats_1m': args.repeats_1m,
+      'machine': common.machine(), 'results': results, 'ratios': ratios,
       'targets': TARGETS}))
 
 

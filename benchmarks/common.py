@@ -131,7 +131,7 @@ def median(values):
 def table(headers, rows):
   """A Markdown table (readable as plain text too)."""
   cells = [[str(h) for h in headers]] + [
-      ['' if c is None else (f'{c:,.1f}' if isinstance(c, float) else str(c))
+      ['' if c is None else (f'{c:,.2f}' if isinstance(c, float) else str(c))
        for c in row] for row in rows]
   widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
   lines = ['| ' + ' | '.join(c.ljust(w) for c, w in zip(r, widths)) + ' |'
