@@ -34,7 +34,9 @@ def run_script(name):
     lines.append(line.rstrip('\n'))
   if proc.wait() != 0:
     raise SystemExit(f'benchmarks.{name} failed with exit code {proc.returncode}')
-  return '\n'.join(l for l in lines[:-1] if l.startswith('|')), json.loads(lines[-1])
+  markdown = [l for l in lines[:-1] if l.startswith('|')]
+  table = '\n'.join(markdown) or '```\n' + '\n'.join(lines[:-1]) + '\n```'
+  return table, json.loads(lines[-1])
 
 
 def section(name, table, figures, started, machine):
