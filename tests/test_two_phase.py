@@ -76,7 +76,7 @@ def test_cascade_decides_confident_records_and_forwards_the_rest(
     assert d['phase1_model'] == 'phase1.tflite'
     if by == 'phase2':
       assert d['phase2_score'] == pytest.approx(s2, abs=1e-6)
-      assert d['phase2_model'] == 'tiny/3'
+      assert d['phase2_model'] == 'tiny/1'
     else:
       assert d['phase2_score'] is None and d['phase2_model'] is None
     assert d['decided_at'].endswith('+00:00')
