@@ -40,6 +40,9 @@ DIRECT_READ = 'DIRECT_READ'
 EXPORT = 'EXPORT'
 READ_METHODS = (DIRECT_READ, EXPORT)
 STAGE = 'bigquery_write'
+SCHEMA_MISMATCH = 'schema_mismatch'
+REJECTED = 'bigquery_rejected'
+WRITE_REASONS = (SCHEMA_MISMATCH, REJECTED)
 DEFAULT_INSERT_RETRIES = 10
 _LOG = logging.getLogger(__name__)
 
@@ -164,7 +167,7 @@ class _ValidateRows(beam.DoFn):
   def process(self, row):
     problem = row_problem(row, self._fields)
     if problem:
-      yield reject(row.get(self._key_field), STAGE, 'schema_mismatch', row,
+      yield reject(row.get(self._key_field), STAGE, SCHEMA_MISMATCH, row,
                    problem)
       return
     yield row
@@ -175,13 +178,13 @@ class _FailedRowsToDeadLetters(beam.DoFn):
 
   def __init__(self, key_field):
     self._key_field = key_field
-    self._rejected = Metrics.counter(METRICS_NAMESPACE, 'bigquery_rejected')
+    self._rejected = Metrics.counter(METRICS_NAMESPACE, REJECTED)
 
   def process(self, failed):
     destination, row, errors = failed
     self._rejected.inc()
     yield dead_letter_record(
-        row.get(self._key_field), STAGE, 'bigquery_rejected', row,
+        row.get(self._key_field), STAGE, REJECTED, row,
         f'{destination}: {json.dumps(json_safe(errors))}')
 
 
@@ -213,24 +216,30 @@ class WriteTable(beam.PTransform):
   def expand(self, rows):
     valid = rows | 'Validate' >> RoutedParDo(
         _ValidateRows(self._schema, self._key_field))
-    table_options = {}
-    if self._partition_field:
-      table_options['timePartitioning'] = bigquery_schemas.time_partitioning(
-          self._partition_field)
-    result = valid.main | 'WriteToBigQuery' >> beam.io.WriteToBigQuery(
-        self._table, schema=self._schema,
-        method=self._method or beam.io.WriteToBigQuery.Method.DEFAULT,
-        create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-        write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-        additional_bq_parameters=table_options,
-        insert_retry_strategy=beam.io.gcp.bigquery_tools.RetryStrategy
-        .RETRY_ON_TRANSIENT_ERROR,
-        max_retries=self._insert_retries)
+    result = valid.main | 'WriteToBigQuery' >> _write_to_bigquery(
+        self._table, self._schema, self._partition_field, self._method,
+        self._insert_retries)
     if self._method != STREAMING_INSERTS:
       return valid.dead_letter
     rejected = result.failed_rows_with_errors | 'Rejected' >> beam.ParDo(
         _FailedRowsToDeadLetters(self._key_field))
     return (valid.dead_letter, rejected) | 'Dead letters' >> beam.Flatten()
+
+
+def _write_to_bigquery(table, schema, partition_field, method, retries):
+  table_options = {}
+  if partition_field:
+    table_options['timePartitioning'] = bigquery_schemas.time_partitioning(
+        partition_field)
+  return beam.io.WriteToBigQuery(
+      table, schema=schema,
+      method=method or beam.io.WriteToBigQuery.Method.DEFAULT,
+      create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+      write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+      additional_bq_parameters=table_options,
+      insert_retry_strategy=beam.io.gcp.bigquery_tools.RetryStrategy
+      .RETRY_ON_TRANSIENT_ERROR,
+      max_retries=retries)
 
 
 def _dead_letter_row(record, written_at):
@@ -278,11 +287,13 @@ class WriteDeadLetterTable(beam.PTransform):
     self._insert_retries = insert_retries
 
   def expand(self, dead_letters):
-    lost = (dead_letters
-            | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
-            | 'Write' >> WriteTable(
-                self._table, bigquery_schemas.DEAD_LETTERS_SCHEMA,
-                bigquery_schemas.DEAD_LETTERS_PARTITION, self._method,
-                self._insert_retries))
-    return lost | 'Lost' >> beam.ParDo(_LoseLoudly())
+    result = (dead_letters
+              | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
+              | 'Write' >> _write_to_bigquery(
+                  self._table, bigquery_schemas.DEAD_LETTERS_SCHEMA,
+                  bigquery_schemas.DEAD_LETTERS_PARTITION, self._method,
+                  self._insert_retries))
+    if self._method != STREAMING_INSERTS:
+      return None
+    return result.failed_rows | 'Lost' >> beam.ParDo(_LoseLoudly())
 
