@@ -1,0 +1,164 @@
+"""Per-key state of the moderation DoFn stays bounded on an unbounded stream.
+
+A runner's state is not observable from a pipeline, so this drives the real
+DoFn the way a runner does (per-key bag/value state, one watermark timer per
+key, timers fired in time order as the watermark advances) and looks at what
+each key keeps.
+"""
+import random
+
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.timestamp import Timestamp
+
+from tests.moderation_fixtures import HOUR
+from tests.moderation_fixtures import T0
+from tests.moderation_fixtures import comment
+from transforms.moderation import ModerateComments
+from transforms.moderation import replay
+
+DAY = 24 * HOUR
+
+
+class _Value(object):
+
+  def __init__(self):
+    self.value = None
+
+  def read(self):
+    return self.value
+
+  def write(self, value):
+    self.value = value
+
+  def clear(self):
+    self.value = None
+
+
+class _Bag(object):
+
+  def __init__(self):
+    self.items = []
+
+  def add(self, item):
+    self.items.append(item)
+
+  def read(self):
+    return list(self.items)
+
+  def clear(self):
+    self.items = []
+
+
+class _Timer(object):
+
+  def __init__(self):
+    self.at = None
+
+  def set(self, ts):
+    self.at = ts.micros
+
+  def clear(self):
+    self.at = None
+
+
+class _KeyedDriver(object):
+  """Per-key state + timers for one DoFn instance, advanced by watermark."""
+
+  def __init__(self, fn):
+    self.fn = fn
+    self.fn.setup()
+    self.keys = {}
+    self.decisions, self.dead = [], []
+
+  def _state(self, key):
+    return self.keys.setdefault(key, (_Bag(), _Value(), _Value(), _Timer()))
+
+  def _collect(self, outputs):
+    for out in outputs or ():
+      if isinstance(out, TaggedOutput):
+        self.dead.append(out.value)
+      else:
+        self.decisions.append(out)
+
+  def add(self, c):
+    bag, ledger, timer_at, timer = self._state(c['commenter_id'])
+    t = Timestamp.from_rfc3339(c['timestamp'])
+    self._collect(self.fn.process(
+        (c['commenter_id'], c), t=t, buffer=bag, ledger_state=ledger,
+        timer_at=timer_at, tick=timer))
+
+  def advance(self, seconds_after_t0):
+    watermark = (T0 + seconds_after_t0) * 1_000_000
+    while True:
+      due = [(s[3].at, k) for k, s in self.keys.items()
+             if s[3].at is not None and s[3].at <= watermark]
+      if not due:
+        break
+      at, key = min(due)
+      bag, ledger, timer_at, timer = self.keys[key]
+      timer.at = None
+      self._collect(self.fn.on_tick(
+          fire=Timestamp(micros=at), buffer=bag, ledger_state=ledger,
+          timer_at=timer_at, tick=timer))
+
+  def live_keys(self):
+    """Keys holding any state or timer."""
+    return {k for k, (bag, ledger, timer_at, timer) in self.keys.items()
+            if bag.items or ledger.value is not None or
+            timer_at.value is not None or timer.at is not None}
+
+
+def _fn(lateness=HOUR):
+  return ModerateComments(24, lateness)._fn
+
+
+def test_live_state_follows_active_commenters_only():
+  rng = random.Random(3)
+  # 300 commenters, each active for one burst of ~6 hours somewhere in 30
+  # days: an unbounded stream in miniature.
+  comments = []
+  for u in range(300):
+    start = rng.randrange(30 * DAY)
+    for i in range(4):
+      ids = rng.sample(['A', 'B', 'C'], rng.randint(1, 2))
+      comments.append(comment(f'c{u}-{i}', f'u{u}', start + i * 5400, *ids))
+  comments.sort(key=lambda c: c['timestamp'])
+  by_hour = {}
+  for c in comments:
+    by_hour.setdefault(_seconds(c) // HOUR, []).append(c)
+  driver = _KeyedDriver(_fn())
+  newest, peak = {}, 0
+  for hour in range(0, 32 * 24):
+    for c in by_hour.get(hour, ()):
+      driver.add(c)
+      newest[c['commenter_id']] = _seconds(c)
+    driver.advance(hour * HOUR)
+    live = driver.live_keys()
+    # A key lives from its first comment until its newest mention has left
+    # the window (plus the lateness): never longer.
+    for key in live:
+      assert hour * HOUR < newest[key] + DAY + HOUR, key
+    peak = max(peak, len(live))
+  driver.advance(40 * DAY)
+  assert driver.live_keys() == set()
+  assert peak < 60  # ~300 bursts over 30 days, about 10 alive a day
+  assert sorted(driver.decisions, key=lambda d: d['comment_id']) == sorted(
+      replay(comments), key=lambda d: d['comment_id'])
+
+
+def test_late_comment_is_caught_after_its_key_was_cleared():
+  driver = _KeyedDriver(_fn())
+  driver.add(comment('a1', 'alice', HOUR, 'Obama'))
+  driver.add(comment('b1', 'bob', HOUR, 'Obama'))
+  driver.advance(3 * DAY)
+  assert driver.live_keys() == set()
+  # bob's 2h comment would have been rejected (his 1h one was allowed), but
+  # his state is gone: the watermark (at least the last fired timer) shows it
+  # is days late, so it is dead-lettered instead of wrongly allowed.
+  driver.add(comment('b2', 'bob', 2 * HOUR, 'Obama'))
+  assert [(d['key'], d['reason']) for d in driver.dead] == [('b2', 'late')]
+  assert [d['comment_id'] for d in driver.decisions] == ['a1', 'b1']
+
+
+def _seconds(c):
+  return Timestamp.from_rfc3339(c['timestamp']).micros // 1_000_000 - T0

@@ -1,0 +1,310 @@
+"""The moderation rule: one mention of a person per commenter per rolling day.
+
+The contract (pinned by tests): for each commenter and each canonical entity E,
+a comment at event time t that mentions E is REJECTED if the same commenter has
+an ALLOWED comment mentioning E with event time in (t - window, t] before it;
+otherwise it is allowed. A comment mentioning several entities is rejected if
+any of them is blocked; only an allowed comment opens windows, for all of its
+entities. Comments are ordered by (event time, comment_id).
+
+`decide` is that rule, a pure function over a small per-commenter history.
+`ModerateComments` runs it inside a stateful DoFn keyed by commenter_id: in
+streaming it buffers comments and decides them in event-time order once the
+watermark has passed them by the allowed lateness (event-time timers), so the
+decisions never depend on arrival order and equal those of a sorted batch
+replay, which runs the very same DoFn over files.
+"""
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.userstate import BagStateSpec
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.userstate import TimerSpec
+from apache_beam.transforms.userstate import on_timer
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms.dead_letter import DEAD_LETTER
+from transforms.dead_letter import reject
+
+STAGE = 'moderate'
+METRICS_NAMESPACE = 'moderation'
+ALLOW = 'allow'
+REJECT = 'reject'
+HOUR_MICROS = 3600 * 1_000_000
+
+
+def tracked_ids(comment):
+  """The distinct canonical ids a comment mentions, in mention order.
+
+  Entities without a canonical id (the Cloud NL backend's '' for an entity
+  it cannot link) cannot be recognised again, so they never count.
+  """
+  seen = []
+  for entity in comment.get('entities', ()):
+    eid = entity.get('canonical_id')
+    if eid and eid not in seen:
+      seen.append(eid)
+  return seen
+
+
+def decide(comment, t_micros, history, window_micros):
+  """Decides one comment and records it in `history` if it is allowed.
+
+  `history` maps canonical id -> (event time micros, comment_id, timestamp) of
+  the latest ALLOWED comment of this commenter mentioning it. Callers must
+  present a commenter's comments in (event time, comment_id) order; then only
+  the latest allowed mention per entity matters.
+
+  Returns the decision record written to the output.
+  """
+  ids = tracked_ids(comment)
+  blocked_by, reasons = [], []
+  for eid in ids:
+    previous = history.get(eid)
+    if previous is not None and t_micros - window_micros < previous[0] <= t_micros:
+      blocked_by.append(eid)
+      reasons.append(
+          f'{eid} already in allowed comment {previous[1]} at {previous[2]}')
+  hours = window_micros / HOUR_MICROS
+  if blocked_by:
+    decision = REJECT
+    reason = f'mentioned within {hours:g}h: ' + '; '.join(reasons)
+  else:
+    decision = ALLOW
+    reason = (f'no entity mentioned in an allowed comment within {hours:g}h'
+              if ids else 'no tracked entities')
+    for eid in ids:
+      history[eid] = (t_micros, comment['comment_id'], comment['timestamp'])
+  return {
+      'comment_id': comment['comment_id'],
+      'commenter_id': comment['commenter_id'],
+      'timestamp': comment['timestamp'],
+      'decision': decision,
+      'entities': list(comment.get('entities', ())),
+      'blocked_by': blocked_by,
+      'reason': reason,
+  }
+
+
+def replay(comments, window_hours=24):
+  """Decides comments (dicts with `timestamp` ISO or micros via `t_micros`).
+
+  A plain-Python reference of the rule for one or many commenters: sorts by
+  (event time, comment_id) and decides each once. Tests use it as the oracle
+  the pipelines must agree with.
+  """
+  window = int(window_hours * HOUR_MICROS)
+  histories, seen, out = {}, set(), []
+  keyed = sorted(
+      comments,
+      key=lambda c: (Timestamp.from_rfc3339(c['timestamp']).micros,
+                     c['comment_id']))
+  for c in keyed:
+    if (c['commenter_id'], c['comment_id']) in seen:
+      continue
+    seen.add((c['commenter_id'], c['comment_id']))
+    history = histories.setdefault(c['commenter_id'], {})
+    out.append(decide(c, Timestamp.from_rfc3339(c['timestamp']).micros,
+                      history, window))
+  return out
+
+
+class _Ledger(object):
+  """What a commenter's key remembers between flushes.
+
+  history: canonical id -> (t micros, comment_id, timestamp) of the latest
+    allowed mention (only mentions inside the window can matter);
+  decided: comment_id -> t micros of decided comments (duplicate detection);
+  pending: comment_ids buffered and not yet decided (duplicate detection);
+  horizon: every comment at or before this event time has been decided, so
+    one arriving now is late.
+  """
+  __slots__ = ('history', 'decided', 'pending', 'horizon')
+
+  def __init__(self):
+    self.history = {}
+    self.decided = {}
+    self.pending = set()
+    self.horizon = None
+
+  def prune(self, before_micros):
+    """Forgets entries at or before `before_micros`: they can never matter."""
+    self.history = {
+        k: v for k, v in self.history.items() if v[0] > before_micros}
+    self.decided = {
+        k: v for k, v in self.decided.items() if v > before_micros}
+
+  def newest(self):
+    times = [v[0] for v in self.history.values()]
+    times.extend(self.decided.values())
+    return max(times) if times else None
+
+  def __getstate__(self):
+    return (self.history, self.decided, self.pending, self.horizon)
+
+  def __setstate__(self, state):
+    self.history, self.decided, self.pending, self.horizon = state
+
+
+class _DecideInEventTimeOrder(beam.DoFn):
+  """(commenter_id, comment) -> decision | dead letter (late, duplicate).
+
+  Streaming: each comment is buffered; one event-time timer per key fires
+  when the watermark passes (earliest buffered time + allowed lateness) and
+  decides, in (event time, comment_id) order, every buffered comment at or
+  before (fire time - allowed lateness). After a flush nothing earlier can be
+  accepted any more: a comment at or before the key's horizon is `late`.
+  When the buffer is empty the same timer is set to the moment the newest
+  remembered mention leaves the window (plus the lateness), and that flush
+  prunes the ledger; a key with nothing left is cleared entirely, so state
+  stays bounded on an unbounded stream.
+
+  Once a key is cleared its horizon is gone, so each DoFn instance also keeps
+  the latest timer fire time it has seen: the watermark is at least that, so
+  a comment more than the allowed lateness behind it is late too.
+
+  Bounded input (batch replay): the watermark jumps to the end at once, so
+  the timer is set to the end of the global window and a key's comments are
+  decided in one flush (instead of one timer round per distinct time); the
+  order and the decisions are the same.
+  """
+  BUFFER = BagStateSpec('buffer', PickleCoder())
+  LEDGER = ReadModifyWriteStateSpec('ledger', PickleCoder())
+  TIMER_AT = ReadModifyWriteStateSpec('timer_at', VarIntCoder())
+  TICK = TimerSpec('tick', TimeDomain.WATERMARK)
+
+  def __init__(self, window_micros, lateness_micros, bounded):
+    self._window = window_micros
+    self._lateness = lateness_micros
+    self._bounded = bounded
+    self._floor = None
+    # Counted where decided. The DirectRunner (Beam 2.77) loses metrics of
+    # timer callbacks and of everything downstream of their output, so the
+    # counts are exact on the FnApiRunner (batch replay) and Dataflow only.
+    self._allowed = Metrics.counter(METRICS_NAMESPACE, 'allowed')
+    self._rejected = Metrics.counter(METRICS_NAMESPACE, 'rejected')
+
+  def setup(self):
+    self._floor = None
+
+  def process(
+      self,
+      element,
+      t=beam.DoFn.TimestampParam,
+      buffer=beam.DoFn.StateParam(BUFFER),
+      ledger_state=beam.DoFn.StateParam(LEDGER),
+      timer_at=beam.DoFn.StateParam(TIMER_AT),
+      tick=beam.DoFn.TimerParam(TICK)):
+    commenter_id, comment = element
+    t_micros = t.micros
+    ledger = ledger_state.read() or _Ledger()
+    comment_id = comment['comment_id']
+    if comment_id in ledger.decided or comment_id in ledger.pending:
+      yield reject(comment_id, STAGE, 'duplicate', comment['raw'],
+                   'comment_id already received')
+      return
+    if self._is_late(t_micros, ledger):
+      yield reject(
+          comment['comment_id'], STAGE, 'late', comment['raw'],
+          f'event time {comment["timestamp"]} arrived after its commenter\'s '
+          'decisions for that time were made (beyond the allowed lateness)')
+      return
+    buffer.add((t_micros, comment_id, comment))
+    ledger.pending.add(comment_id)
+    ledger_state.write(ledger)
+    if self._bounded:
+      fire = GlobalWindow().max_timestamp().micros
+    else:
+      fire = t_micros + self._lateness
+    current = timer_at.read()
+    if current is None or fire < current:
+      timer_at.write(fire)
+      tick.set(Timestamp(micros=fire))
+
+  def _is_late(self, t_micros, ledger):
+    if ledger.horizon is not None and t_micros <= ledger.horizon:
+      return True
+    return self._floor is not None and t_micros + self._lateness < self._floor
+
+  @on_timer(TICK)
+  def on_tick(
+      self,
+      fire=beam.DoFn.TimestampParam,
+      buffer=beam.DoFn.StateParam(BUFFER),
+      ledger_state=beam.DoFn.StateParam(LEDGER),
+      timer_at=beam.DoFn.StateParam(TIMER_AT),
+      tick=beam.DoFn.TimerParam(TICK)):
+    fire_micros = fire.micros
+    if self._floor is None or fire_micros > self._floor:
+      self._floor = fire_micros
+    ledger = ledger_state.read() or _Ledger()
+    pending = list(buffer.read())
+    if self._bounded:
+      ready, rest = pending, []
+      cutoff = None
+    else:
+      cutoff = fire_micros - self._lateness
+      ready = [p for p in pending if p[0] <= cutoff]
+      rest = [p for p in pending if p[0] > cutoff]
+    ready.sort(key=lambda p: (p[0], p[1]))
+    for t_micros, comment_id, comment in ready:
+      ledger.pending.discard(comment_id)
+      ledger.decided[comment_id] = t_micros
+      decision = decide(comment, t_micros, ledger.history, self._window)
+      (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
+      yield decision
+
+    buffer.clear()
+    timer_at.clear()
+    if self._bounded:
+      ledger_state.clear()
+      return
+    for p in rest:
+      buffer.add(p)
+    ledger.horizon = cutoff if ledger.horizon is None else max(
+        ledger.horizon, cutoff)
+    # Comments accepted from now on are later than the horizon, so nothing at
+    # or before (horizon - window) can block or duplicate them any more.
+    ledger.prune(ledger.horizon - self._window)
+    if rest:
+      next_fire = min(p[0] for p in rest) + self._lateness
+    else:
+      newest = ledger.newest()
+      if newest is None:
+        ledger_state.clear()
+        return
+      next_fire = newest + self._window + self._lateness
+    ledger_state.write(ledger)
+    timer_at.write(next_fire)
+    tick.set(Timestamp(micros=next_fire))
+
+
+class ModerateComments(beam.PTransform):
+  """(commenter_id, comment with `entities`) -> decisions + dead letters.
+
+  Returns a DoOutputsTuple with `decisions` and `dead_letter`. `bounded` says
+  whether the input is a bounded (batch replay) PCollection; the rule and the
+  decisions are the same either way.
+  """
+
+  def __init__(self, window_hours=24, allowed_lateness_seconds=0,
+               bounded=False):
+    super().__init__()
+    if window_hours <= 0:
+      raise ValueError('window_hours must be positive')
+    if allowed_lateness_seconds < 0:
+      raise ValueError('allowed_lateness_seconds must not be negative')
+    self._fn = _DecideInEventTimeOrder(
+        int(round(window_hours * HOUR_MICROS)),
+        int(round(allowed_lateness_seconds * 1_000_000)), bounded)
+
+  def expand(self, keyed_comments):
+    outputs = (
+        keyed_comments
+        | 'DecideInEventTimeOrder' >> beam.ParDo(self._fn).with_input_types(
+            beam.typehints.Tuple[str, beam.typehints.Any]).with_outputs(
+            DEAD_LETTER, main='decisions'))
+    return outputs
