@@ -73,3 +73,35 @@ DEAD_LETTERS_SCHEMA = {'fields': [
     field('error', 'STRING'),
     field(DEAD_LETTERS_PARTITION, 'TIMESTAMP', 'REQUIRED'),
 ]}
+
+
+# Moderation decisions (transforms.moderation.decide), partitioned on the
+# comment's event time.
+DECISIONS_PARTITION = 'timestamp'
+DECISIONS_SCHEMA = {'fields': [
+    field('comment_id', 'STRING', 'REQUIRED'),
+    field('commenter_id', 'STRING', 'REQUIRED'),
+    field(DECISIONS_PARTITION, 'TIMESTAMP', 'REQUIRED',
+          description='event time of the comment'),
+    field('decision', 'STRING', 'REQUIRED', description='allow or reject'),
+    field('entities', 'RECORD', 'REPEATED', [
+        field('name', 'STRING'), field('canonical_id', 'STRING'),
+        field('type', 'STRING')]),
+    field('blocked_by', 'STRING', 'REPEATED'),
+    field('reason', 'STRING'),
+]}
+
+
+# The book's continuous-evaluation table: one row per served prediction,
+# ground truth filled in later; partitioned on the prediction time.
+PREDICTION_LOG_PARTITION = 'time'
+PREDICTION_LOG_SCHEMA = {'fields': [
+    field('model', 'STRING', 'REQUIRED'),
+    field('model_version', 'STRING', 'REQUIRED'),
+    field(PREDICTION_LOG_PARTITION, 'TIMESTAMP', 'REQUIRED'),
+    field('raw_data', 'STRING', description='JSON {"instances": [...]}'),
+    field('raw_prediction', 'STRING',
+          description='JSON {"predictions": [...]}'),
+    field('groundtruth', 'STRING',
+          description='JSON {"predictions": [...]}, filled in later'),
+]}
