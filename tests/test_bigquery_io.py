@@ -91,3 +91,50 @@ def test_rows_bigquery_rejects_are_dead_letters_not_a_failed_job(
                 equal_to([(r['key'], 'bigquery_rejected', 'bigquery_write', r)
                           for r in ROWS[:4]]))
   assert _table_rows(bq, name) == []
+
+
+@pytest.mark.parametrize('row, problem', [
+    ({'key': 'a', 'at': '2026-01-01T00:00:00Z'}, None),
+    ({'key': 'a', 'score': 1, 'tags': [], 'at': '2026-01-01'}, None),
+    ({'key': 'a', 'score': True, 'at': 'x'}, "score: bool True is not FLOAT"),
+    ({'key': 'a', 'tags': 'ab', 'at': 'x'}, 'tags: expected a list, got str'),
+    ({'key': 'a', 'tags': ['a', 2], 'at': 'x'}, 'tags[1]: int 2 is not STRING'),
+    ({'key': None, 'at': 'x'}, 'key: required, missing'),
+])
+def test_row_problem_names_the_first_mismatch(row, problem):
+  assert bigquery_io.row_problem(row, SCHEMA['fields']) == problem
+
+
+def test_row_problem_descends_into_records():
+  fields = [F('p', 'RECORD', 'REQUIRED', [F('x', 'FLOAT'), F('n', 'INTEGER')])]
+  assert bigquery_io.row_problem({'p': {'x': 0.5, 'n': '7'}}, fields) is None
+  assert bigquery_io.row_problem({'p': {'x': 'big'}}, fields) == (
+      "p.x: str 'big' is not FLOAT")
+  assert bigquery_io.row_problem({'p': 3}, fields) == (
+      'p: expected a record, got int')
+
+
+@pytest.mark.parametrize('spec, parts', [
+    ('p:d.t', ('p', 'd', 't')), ('p.d.t', ('p', 'd', 't')),
+    ('my-project:my_dataset.my_table', ('my-project', 'my_dataset',
+                                        'my_table'))])
+def test_parse_table(spec, parts):
+  assert bigquery_io.parse_table(spec) == parts
+
+
+@pytest.mark.parametrize('spec', ['t', 'd.t', 'p:d', 'p:d.t.x', ':d.t'])
+def test_parse_table_rejects(spec):
+  with pytest.raises(ValueError, match='project:dataset.table'):
+    bigquery_io.parse_table(spec)
+
+
+def test_predictions_schema_follows_the_signature(tiny_model_dir):
+  from models import signatures
+  outputs = signatures.get_signature(tiny_model_dir).outputs
+  schema = bigquery_schemas.predictions_schema(outputs, ['source'])
+  names = [f['name'] for f in schema['fields']]
+  assert names == ['key', 'model_version', 'predictions', 'predicted_at',
+                   'source']
+  record = schema['fields'][2]
+  assert {f['name']: (f['type'], f['mode']) for f in record['fields']} == {
+      name: ('FLOAT', 'NULLABLE') for name in outputs}
