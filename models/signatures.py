@@ -101,6 +101,12 @@ def default_model_version(model_dir):
   return parts[-1] if parts else model_dir
 
 
+def default_model_name(model_dir):
+  """The model's name: the version's parent folder ('sentiment' for
+  'models/sentiment/1'), else the last path component."""
+  return default_model_version(model_dir).split('/')[0]
+
+
 def format_signatures(signatures):
   """Human-readable listing of signatures, inputs and outputs."""
   lines = []

@@ -38,7 +38,9 @@ from transforms.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
+from transforms.prediction_log import WritePredictionLog
 from transforms.predictions import FormatPredictions
+from transforms.predictions import LogEntries
 from transforms.predictions import arrow_schema
 from transforms.predictions import avro_schema
 from transforms.predictions import stringify_passthrough
@@ -132,6 +134,19 @@ def build_parser():
       'error before it goes to the dead letter (default: '
       f'{bigquery_io.DEFAULT_INSERT_RETRIES}).')
   parser.add_argument(
+      '--model_name',
+      help='Model name recorded in the prediction log (default: derived '
+      'from --model_dir, e.g. "sentiment").')
+  parser.add_argument(
+      '--prediction_log',
+      help='Output prefix for a sampled prediction log (JSONL rows: model, '
+      'model_version, time, key, raw_data, raw_prediction, groundtruth) that '
+      'pipelines.evaluate joins with ground truth later.')
+  parser.add_argument(
+      '--log_sample_rate', type=float, default=1.0,
+      help='Share of keys written to --prediction_log, 0..1 (default 1); '
+      'chosen by a hash of the key, so reruns log the same keys.')
+  parser.add_argument(
       '--batch_size', type=int, default=DEFAULT_BATCH_SIZE,
       help=f'Records per model call (default: {DEFAULT_BATCH_SIZE}).')
   parser.add_argument(
@@ -192,6 +207,8 @@ def validate(args):
         '--attach_keys content_hash')
   if args.batch_size < 1:
     raise launch.UsageError('--batch_size', 'must be at least 1')
+  if not 0 <= args.log_sample_rate <= 1:
+    raise launch.UsageError('--log_sample_rate', 'must be between 0 and 1')
   if args.max_text_bytes < 1:
     raise launch.UsageError('--max_text_bytes', 'must be at least 1')
   try:
@@ -235,10 +252,17 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
     unique, dead = deduped.main, dead + [deduped.dead_letter]
   valid = unique | 'Validate features' >> ValidateFeatures(
       signature.inputs, feature_map, args.max_text_bytes)
-  predictions = (
-      valid.main
-      | 'RunInference' >> RunInference(KeyedModelHandler(handler))
-      | 'Format' >> FormatPredictions(passthrough))
+  inferred = valid.main | 'RunInference' >> RunInference(
+      KeyedModelHandler(handler))
+  predictions = inferred | 'Format' >> FormatPredictions(passthrough)
+  if args.prediction_log:
+    model_name = args.model_name or sigs.default_model_name(args.model_dir)
+    _ = (inferred
+         | 'Log entries' >> LogEntries(
+             model_name, {name: feature_map.get(name, name)
+                          for name in signature.inputs})
+         | 'Write prediction log' >> WritePredictionLog(
+             args.prediction_log, args.log_sample_rate))
   dead += [valid.dead_letter, predictions.dead_letter]
 
   if args.output and args.output_format == 'jsonl':
@@ -291,7 +315,8 @@ def _check_cloud(args, options):
       ('--output_table', args.output_table),
       ('--dead_letter_table', args.dead_letter_table),
       ('--input', args.input), ('--model_dir', args.model_dir),
-      ('--output', args.output), ('--dead_letter', args.dead_letter)])
+      ('--output', args.output), ('--dead_letter', args.dead_letter),
+      ('--prediction_log', args.prediction_log)])
   if flag:
     gcp.check_credentials(options, flag)
   if args.output_table or _dead_letter_table(args):
@@ -331,6 +356,8 @@ def run(argv=None):
       ('elapsed (s)', elapsed), ('records/second', figures['records_per_s']),
       ('inputs = predictions + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
+      ('prediction log rows',
+       counts.get('prediction_log', {}).get('logged', 0)),
       ('predictions under', ', '.join(
           x for x in (args.output and f'{args.output}*', args.output_table)
           if x)),

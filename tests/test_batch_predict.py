@@ -230,3 +230,27 @@ def test_command_line_entry_point_exits_2_without_traceback(tmp_path):
   assert done.returncode == 2
   assert 'Traceback' not in done.stderr
   assert '--input: no files match' in done.stderr
+
+
+def test_prediction_log_samples_the_same_keys_on_every_run(
+    tmp_path, tiny_model_dir):
+  from models.prediction_log_row import sampled
+  pattern = batch_io.write_shards(tmp_path / 'in', ROWS, 'jsonl', 3)
+  logs = []
+  for run in ('a', 'b'):
+    _, output = _run(tmp_path, pattern, tiny_model_dir,
+                     '--prediction_log', str(tmp_path / run / 'log'),
+                     '--log_sample_rate', '0.5', name=run)
+    logs.append(batch_io.read_jsonl(str(tmp_path / run / 'log')))
+  expected_keys = {r['key'] for r in ROWS if sampled(r['key'], 0.5)}
+  assert 0 < len(expected_keys) < len(ROWS)
+  for rows in logs:
+    assert {r['key'] for r in rows} == expected_keys
+  predictions = {p['key']: p['predictions']
+                 for p in batch_io.read_jsonl(output)}
+  text = {r['key']: r['text'] for r in ROWS}
+  for row in logs[0]:
+    assert row['model'] == 'tiny' and row['model_version'] == 'tiny/3'
+    assert row['raw_data'] == {'instances': [{'reviews': text[row['key']]}]}
+    assert row['raw_prediction'] == {'predictions': [predictions[row['key']]]}
+    assert row['groundtruth'] is None and row['time'].endswith('+00:00')

@@ -70,6 +70,43 @@ class FormatPredictions(beam.PTransform):
     return results | RoutedParDo(self._fn)
 
 
+class _LogEntry(beam.DoFn):
+  """(key, PredictionResult) -> (key, prediction-log entry) for
+  transforms.prediction_log; failed inferences are not logged (they are
+  dead letters)."""
+
+  def __init__(self, model_name, input_fields):
+    self._model = model_name
+    self._fields = tuple(input_fields.items())
+
+  def setup(self):
+    self._clock = _UtcClock()
+
+  def process(self, element):
+    key, result = element
+    if isinstance(result.inference, InferenceFailure):
+      return
+    yield key, {
+        'instance': {name: result.example[field]
+                     for name, field in self._fields},
+        'prediction': result.inference, 'model': self._model,
+        'model_version': result.model_id, 'time': self._clock.now()}
+
+
+class LogEntries(beam.PTransform):
+  """(key, PredictionResult) -> (key, entry) for WritePredictionLog.
+
+  input_fields: {signature input name: record field} of what the model saw.
+  """
+
+  def __init__(self, model_name, input_fields):
+    super().__init__()
+    self._fn = _LogEntry(model_name, input_fields)
+
+  def expand(self, results):
+    return results | beam.ParDo(self._fn)
+
+
 _AVRO_TYPES = {'string': 'string', 'bool': 'boolean', 'float16': 'float',
                'float32': 'float', 'float64': 'double', 'int8': 'int',
                'int16': 'int', 'int32': 'int', 'int64': 'long',

@@ -1,0 +1,286 @@
+"""Continuous evaluation: joins a prediction log with late ground truth and
+reports metrics by model version, time slice and key segment, with alerts.
+
+  python -m pipelines.evaluate \
+      --predictions 'out/prediction_log*.jsonl' \
+      --ground_truth data/demo/ground_truth.jsonl \
+      --prediction_field positive_review_probability \
+      --output out/evaluation --alert 'macro_f1<0.80'
+
+Writes under --output: slices.jsonl (one record per slice), comparisons.jsonl
+(version deltas on shared keys), alerts.jsonl, dead_letter.jsonl,
+summary.json and report.html with PNG plots. Exit code 3 with
+--fail_on_alert when any alert fired, so a scheduler can start retraining.
+"""
+import argparse
+import datetime
+import json
+import sys
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import launch
+from pipelines import summary
+from transforms.evaluation import Evaluate
+from transforms.evaluation_alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
+from transforms.evaluation_alerts import parse_rule
+from transforms.evaluation_config import EvaluationConfig
+from transforms.evaluation_config import TIME_SLICES
+from transforms.evaluation_config import parse_window
+from transforms.evaluation_config import to_utc
+from transforms.evaluation_rows import METRICS_NAMESPACE
+
+EXIT_ALERT = 3
+OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters')
+_FILE_NAMES = {'slices': 'slices', 'comparisons': 'comparisons',
+               'alerts': 'alerts', 'dead_letters': 'dead_letter'}
+_MAX_PRINTED_ALERTS = 20
+
+
+def build_parser():
+  """The evaluation flags, declared once: --help, validation, README and
+  the Flex Template metadata derive from this parser. Unrecognised flags
+  are Beam pipeline options."""
+  parser = argparse.ArgumentParser(
+      prog='python -m pipelines.evaluate',
+      description=__doc__.split('\n\n')[0])
+  parser.add_argument(
+      '--predictions',
+      help='Prediction-log files (JSON lines; comma-separated file '
+      'patterns, local or gs://). Rows of the prediction log (key, model, '
+      'model_version, time, raw_data, raw_prediction) or batch_predict '
+      'records (key, model_version, predictions, predicted_at). Required.')
+  parser.add_argument(
+      '--ground_truth',
+      help='Ground-truth files (JSON lines, comma-separated patterns): '
+      '{"key", <label_field>, "labeled_at"}; the latest label of a key '
+      'wins. Required.')
+  parser.add_argument(
+      '--output',
+      help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
+      'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
+      'Required.')
+  parser.add_argument(
+      '--prediction_field', default=None,
+      help='The model output to evaluate (e.g. positive_review_probability '
+      'or source). A number in [0, 1] is a binary positive-class '
+      'probability, a string a class label. Default: the only output.')
+  parser.add_argument(
+      '--label_field', default='groundtruth',
+      help='The ground-truth rows\' field holding the label.')
+  parser.add_argument(
+      '--threshold', type=float, default=0.5,
+      help='Binary models: probability >= threshold predicts '
+      '--positive_label, else --negative_label.')
+  parser.add_argument(
+      '--positive_label', default='positive',
+      help='Binary models: the class a high probability predicts.')
+  parser.add_argument(
+      '--negative_label', default='negative',
+      help='Binary models: the class a low probability predicts.')
+  parser.add_argument(
+      '--time_slices', default=','.join(TIME_SLICES),
+      help='Calendar slices (UTC), comma-separated from: '
+      f'{", ".join(TIME_SLICES)}.')
+  parser.add_argument(
+      '--windows', default='7d,30d',
+      help='Trailing windows ending at --as_of, comma-separated, units '
+      'h, d, w (e.g. 24h,7d,4w); empty for none.')
+  parser.add_argument(
+      '--as_of', default=None,
+      help='End of the trailing windows, ISO-8601 (UTC if no offset). '
+      'Default: now.')
+  parser.add_argument(
+      '--key_segments', default='',
+      help='Names of the parts of a key, in order (e.g. age,sex,id for '
+      'keys like 35-F-34324323), to slice metrics by client segment.')
+  parser.add_argument(
+      '--key_separator', default='-',
+      help='What separates the parts of a key named by --key_segments.')
+  parser.add_argument(
+      '--segment_by', default=None,
+      help='The key segments to slice by (comma-separated). Default: every '
+      '--key_segments name except "id".')
+  parser.add_argument(
+      '--alert', action='append', default=[],
+      help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
+      'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
+      'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
+      'previous calendar period. Checked on every slice.')
+  parser.add_argument(
+      '--alert_min_labelled', type=int, default=1,
+      help='Label-based alert rules skip slices with fewer labelled '
+      'predictions (counted as not evaluable).')
+  parser.add_argument(
+      '--fail_on_alert', action='store_true',
+      help=f'Exit with code {EXIT_ALERT} when any alert fired.')
+  return parser
+
+def _names(text):
+  return tuple(n.strip() for n in (text or '').split(',') if n.strip())
+
+
+def validate(options):
+  """Checks the flags; returns the EvaluationConfig or raises UsageError."""
+  for flag in ('predictions', 'ground_truth', 'output'):
+    if not getattr(options, flag):
+      raise launch.UsageError(f'--{flag}', 'is required')
+  if not 0.0 <= options.threshold <= 1.0:
+    raise launch.UsageError('--threshold', 'must be in [0, 1]')
+  if options.positive_label == options.negative_label:
+    raise launch.UsageError('--negative_label',
+                            'must differ from --positive_label')
+  time_slices = _names(options.time_slices)
+  unknown = sorted(set(time_slices) - set(TIME_SLICES))
+  if unknown:
+    raise launch.UsageError(
+        '--time_slices', f'unknown {unknown}; choose from {TIME_SLICES}')
+  windows = _names(options.windows)
+  for w in windows:
+    if parse_window(w) is None:
+      raise launch.UsageError('--windows',
+                              f'{w!r} is not like 24h, 7d or 4w')
+  if not time_slices and not windows:
+    raise launch.UsageError('--time_slices', 'no slice at all requested')
+  if options.as_of:
+    try:
+      as_of = datetime.datetime.fromisoformat(options.as_of)
+    except ValueError:
+      raise launch.UsageError('--as_of',
+                              f'{options.as_of!r} is not ISO-8601') from None
+  else:
+    as_of = datetime.datetime.now(datetime.timezone.utc)
+  segments = _names(options.key_segments)
+  if len(set(segments)) != len(segments):
+    raise launch.UsageError('--key_segments', 'names must be unique')
+  if not options.key_separator:
+    raise launch.UsageError('--key_separator', 'must not be empty')
+  if options.segment_by is None:
+    segment_by = tuple(s for s in segments if s != 'id')
+  else:
+    segment_by = _names(options.segment_by)
+    unknown = sorted(set(segment_by) - set(segments))
+    if unknown:
+      raise launch.UsageError(
+          '--segment_by', f'{unknown} not in --key_segments {segments}')
+  rules = []
+  for text in options.alert:
+    try:
+      rules.append(parse_rule(text))
+    except ValueError as e:
+      raise launch.UsageError('--alert', str(e)) from None
+  if options.alert_min_labelled < 0:
+    raise launch.UsageError('--alert_min_labelled', 'must be >= 0')
+  return EvaluationConfig(
+      as_of=to_utc(as_of), prediction_field=options.prediction_field,
+      label_field=options.label_field, threshold=options.threshold,
+      positive_label=options.positive_label,
+      negative_label=options.negative_label, time_slices=time_slices,
+      windows=windows, key_segments=segments,
+      key_separator=options.key_separator, segment_by=segment_by,
+      alert_rules=tuple(rules),
+      alert_min_labelled=options.alert_min_labelled)
+
+
+def _read_lines(p, label, patterns):
+  reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(pattern)
+           for i, pattern in enumerate(patterns.split(','))]
+  return reads | f'All{label}' >> beam.Flatten()
+
+
+def _output_path(output, name):
+  return f'{output.rstrip("/")}/{name}'
+
+
+def read_records(output, name):
+  """Reads one of the run's JSON-lines outputs back (local or gs://)."""
+  path = _output_path(output, f'{_FILE_NAMES[name]}.jsonl')
+  if not FileSystems.exists(path):
+    return []
+  with FileSystems.open(path) as f:
+    return [json.loads(line) for line in f.read().decode('utf-8').splitlines()
+            if line.strip()]
+
+
+def _run_summary(counters):
+  ev = counters.get(METRICS_NAMESPACE, {})
+  rules = {}
+  for name, value in counters.get(ALERTS_NAMESPACE, {}).items():
+    rule, outcome = name.rsplit(' | ', 1)
+    rules.setdefault(rule, {'fired': 0, 'passed': 0, 'not_evaluable': 0})
+    rules[rule][outcome] = value
+  return {
+      'counts': dict(sorted(ev.items())),
+      'dead_letters_by_reason': summary.dead_letters_by_reason(counters),
+      'alert_rules': rules,
+  }
+
+
+def _print_summary(run_summary, slices, alerts, output):
+  rows = [(name, value) for name, value in run_summary['counts'].items()]
+  rows.append(('dead letters by reason', run_summary['dead_letters_by_reason']))
+  print(summary.format_summary('evaluate', rows))
+  for s in sorted(slices, key=lambda s: (s['model'], s['model_version'])):
+    if s['time_slice'] == 'all' and s['segment_name'] is None:
+      fmt = lambda v: 'n/a' if v is None else f'{v:.4f}'
+      print(f'model {s["model"]} version {s["model_version"]}: '
+            f'accuracy {fmt(s["accuracy"])}  macro F1 {fmt(s["macro_f1"])}  '
+            f'({s["labelled"]:,} labelled of {s["count"]:,} predictions)')
+  for rule, outcome in run_summary['alert_rules'].items():
+    print(f'alert rule {rule!r}: {outcome["fired"]} fired, '
+          f'{outcome["passed"]} passed, '
+          f'{outcome["not_evaluable"]} not evaluable')
+  for a in alerts[:_MAX_PRINTED_ALERTS]:
+    print(f'ALERT {a["model"]} v{a["model_version"]} [{a["slice"]}] '
+          f'{a["rule"]}: {a["metric"]}={a["value"]:.4f}'
+          + (f' (drop {a["drop"]:.4f} from {a["previous_period"]})'
+             if a['kind'] == 'drop' else ''))
+  if len(alerts) > _MAX_PRINTED_ALERTS:
+    print(f'... {len(alerts) - _MAX_PRINTED_ALERTS} more alerts in '
+          f'{_output_path(output, "alerts.jsonl")}')
+
+
+def run(argv=None):
+  """Builds and runs the evaluation; returns the process exit code."""
+  ev, beam_args = build_parser().parse_known_args(argv)
+  config = validate(ev)
+  options = launch.default_local_runner(PipelineOptions(beam_args))
+
+  p = beam.Pipeline(options=options)
+  results = (
+      _read_lines(p, 'Predictions', ev.predictions),
+      _read_lines(p, 'GroundTruth', ev.ground_truth),
+  ) | 'Evaluate' >> Evaluate(config)
+  for name in OUTPUTS:
+    _ = (results[name]
+         | f'{name}ToJson' >> beam.Map(json.dumps, sort_keys=True)
+         | f'Write{name}' >> beam.io.WriteToText(
+             _output_path(ev.output, _FILE_NAMES[name]),
+             file_name_suffix='.jsonl', num_shards=1,
+             shard_name_template=''))
+  result = p.run()
+  result.wait_until_finish()
+
+  run_summary = _run_summary(summary.counters(result))
+  run_summary['as_of'] = config.as_of.isoformat()
+  with FileSystems.create(_output_path(ev.output, 'summary.json')) as f:
+    f.write(json.dumps(run_summary, indent=2, sort_keys=True).encode())
+  slices = read_records(ev.output, 'slices')
+  alerts = read_records(ev.output, 'alerts')
+  alerts.sort(key=lambda a: (a['model'], a['model_version'], a['slice'],
+                             a['rule']))
+  from transforms.evaluation_report import write_report
+  report = write_report(ev.output, slices,
+                        read_records(ev.output, 'comparisons'), alerts,
+                        run_summary)
+  _print_summary(run_summary, slices, alerts, ev.output)
+  print(f'report: {report}')
+  if alerts and ev.fail_on_alert:
+    return EXIT_ALERT
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(launch.main(run))

@@ -1,0 +1,77 @@
+"""The prediction-log row, its key sampling, and the Beam writer."""
+import glob
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+
+from models.prediction_log_row import log_row
+from models.prediction_log_row import sampled
+from transforms.prediction_log import PredictionLogRows
+from transforms.prediction_log import WritePredictionLog
+
+TIME = '2026-01-05T10:00:00+00:00'
+
+
+def _element(key, probability=0.75):
+  return key, {'instance': {'reviews': f'text of {key}'},
+               'prediction': {'positive_review_probability': probability},
+               'model': 'sentiment', 'model_version': '1', 'time': TIME}
+
+
+def test_log_row_follows_the_books_table():
+  assert log_row('sentiment', '1', 'k1', {'reviews': 'great'},
+                 {'positive_review_probability': 0.9}, TIME) == {
+      'key': 'k1', 'model': 'sentiment', 'model_version': '1', 'time': TIME,
+      'raw_data': {'instances': [{'reviews': 'great'}]},
+      'raw_prediction': {'predictions': [
+          {'positive_review_probability': 0.9}]},
+      'groundtruth': None}
+
+
+def test_sampling_is_deterministic_by_key_and_close_to_the_rate():
+  keys = [f'review-{i:05d}' for i in range(20000)]
+  picked = [k for k in keys if sampled(k, 0.1)]
+  assert 0.09 < len(picked) / len(keys) < 0.11
+  assert picked == [k for k in keys if sampled(k, 0.1)]  # reruns agree
+  # A larger rate keeps every key a smaller one kept (nested samples).
+  assert set(picked) <= {k for k in keys if sampled(k, 0.3)}
+  assert all(sampled(k, 1) for k in keys[:100])
+  assert not any(sampled(k, 0) for k in keys[:100])
+  # Fixed across processes and versions (sha256, not hash()): at rate 0.5
+  # a key is logged when its digest's first byte is below 0x80.
+  assert [sampled(f'review-{i:05d}', 0.5) for i in range(8)] == [
+      False, True, True, True, False, False, False, False]
+
+
+def test_rows_keep_only_sampled_keys():
+  keys = [f'k{i}' for i in range(200)]
+  expected = [log_row('sentiment', '1', k, {'reviews': f'text of {k}'},
+                      {'positive_review_probability': 0.75}, TIME)
+              for k in keys if sampled(k, 0.25)]
+  assert 20 < len(expected) < 80
+  with TestPipeline(runner='FnApiRunner') as p:
+    rows = (p | beam.Create([_element(k) for k in keys])
+            | PredictionLogRows(0.25))
+    assert_that(rows, equal_to(expected))
+
+
+def test_rate_outside_zero_one_is_refused():
+  with pytest.raises(ValueError, match='sample_rate'):
+    PredictionLogRows(1.5)
+
+
+def test_written_log_is_json_lines_the_evaluation_reads(tmp_path):
+  prefix = str(tmp_path / 'log' / 'prediction_log')
+  with TestPipeline(runner='FnApiRunner') as p:
+    _ = (p | beam.Create([_element('a', 0.9), _element('b', 0.2)])
+         | WritePredictionLog(prefix))
+  [path] = glob.glob(prefix + '-*.jsonl')
+  rows = sorted((json.loads(l) for l in open(path)), key=lambda r: r['key'])
+  assert [r['key'] for r in rows] == ['a', 'b']
+  assert rows[0]['raw_prediction'] == {
+      'predictions': [{'positive_review_probability': 0.9}]}
+  assert rows[0]['groundtruth'] is None

@@ -1,0 +1,194 @@
+"""Alert rules over slice metrics: the retraining trigger.
+
+Rules are small strings, given once per --alert:
+  'macro_f1<0.80'          absolute: fires on every slice where it holds
+  'recall[positive]<0.7'   a per-class metric
+  'accuracy drop>0.05'     drop: previous calendar period's value minus this
+                           one's (same model, version, slice type, segment);
+                           the previous period is the latest earlier one with
+                           a value
+Every firing is an alert record naming model, version, slice, metric, value
+and threshold; every rule also counts fired / passed / not_evaluable in the
+`evaluation_alerts` metrics namespace, so a rule that never fires because its
+metric was never defined (no labels) shows up too. Nothing is silent.
+"""
+import dataclasses
+import operator
+import re
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+METRICS_NAMESPACE = 'evaluation_alerts'
+SCALAR_METRICS = ('count', 'labelled', 'label_coverage', 'accuracy',
+                  'macro_precision', 'macro_recall', 'macro_f1',
+                  'weighted_f1', 'roc_auc', 'log_loss')
+CLASS_METRICS = ('precision', 'recall', 'f1', 'support')
+# Defined without labels, so --alert_min_labelled does not gate them.
+LABEL_FREE = ('count', 'labelled', 'label_coverage')
+CALENDAR = ('day', 'week', 'month')
+OPS = {'<': operator.lt, '<=': operator.le, '>': operator.gt,
+       '>=': operator.ge}
+_RULE = re.compile(
+    r'^\s*(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
+    r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)\s*$')
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  text: str
+  metric: str
+  label: str | None
+  op: str
+  threshold: float
+  drop: bool
+
+  @property
+  def metric_name(self):
+    return f'{self.metric}[{self.label}]' if self.label else self.metric
+
+  def value(self, record, min_labelled):
+    """The rule's metric on a slice record, or None where undefined."""
+    if self.metric not in LABEL_FREE and record['labelled'] < min_labelled:
+      return None
+    if self.label is None:
+      return record.get(self.metric)
+    for c in record['per_class']:
+      if c['label'] == self.label:
+        return c[self.metric]
+    return None
+
+  def fires(self, value):
+    return OPS[self.op](value, self.threshold)
+
+
+def parse_rule(text):
+  """'macro_f1<0.80' -> Rule; raises ValueError saying what is wrong."""
+  match = _RULE.match(text)
+  if not match:
+    raise ValueError(
+        f'{text!r} is not METRIC<VALUE, METRIC[LABEL]<VALUE or '
+        'METRIC drop>VALUE (operators < <= > >=)')
+  metric, label = match.group('metric'), match.group('label')
+  known = CLASS_METRICS if label else SCALAR_METRICS
+  if metric not in known:
+    kind = 'per-class metric' if label else 'metric'
+    raise ValueError(f'{text!r}: unknown {kind} {metric!r}; '
+                     f'use one of {", ".join(known)}')
+  try:
+    threshold = float(match.group('threshold'))
+  except ValueError:
+    raise ValueError(
+        f'{text!r}: threshold {match.group("threshold")!r} is not a number'
+    ) from None
+  return Rule(text.strip(), metric, label, match.group('op'), threshold,
+              bool(match.group('drop')))
+
+
+def alert_record(rule, record, value, previous=None, drop=None):
+  """The alert record; for drop rules `drop` is what crossed the threshold."""
+  out = {
+      'model': record['model'],
+      'model_version': record['model_version'],
+      'slice': record['slice'],
+      'time_slice': record['time_slice'],
+      'period': record['period'],
+      'segment_name': record['segment_name'],
+      'segment_value': record['segment_value'],
+      'metric': rule.metric_name,
+      'value': value,
+      'rule': rule.text,
+      'kind': 'drop' if rule.drop else 'threshold',
+      'threshold': rule.threshold,
+      'labelled': record['labelled'],
+  }
+  if previous is not None:
+    out['previous_period'] = previous['period']
+    out['previous_value'] = rule.value(previous, 0)
+    out['drop'] = drop
+  return out
+
+
+class _Counts:
+  """fired / passed / not_evaluable counters of one rule."""
+
+  def __init__(self, rule):
+    name = lambda outcome: f'{rule.text} | {outcome}'
+    self.fired = Metrics.counter(METRICS_NAMESPACE, name('fired'))
+    self.passed = Metrics.counter(METRICS_NAMESPACE, name('passed'))
+    self.not_evaluable = Metrics.counter(METRICS_NAMESPACE,
+                                         name('not_evaluable'))
+
+
+class _Thresholds(beam.DoFn):
+
+  def __init__(self, rules, min_labelled):
+    self._rules = [r for r in rules if not r.drop]
+    self._min = min_labelled
+
+  def setup(self):
+    self._counts = [_Counts(r) for r in self._rules]
+
+  def process(self, record):
+    for rule, counts in zip(self._rules, self._counts):
+      value = rule.value(record, self._min)
+      if value is None:
+        counts.not_evaluable.inc()
+      elif rule.fires(value):
+        counts.fired.inc()
+        yield alert_record(rule, record, value)
+      else:
+        counts.passed.inc()
+
+
+class _Drops(beam.DoFn):
+  """One series (model, version, calendar slice type, segment) at a time."""
+
+  def __init__(self, rules, min_labelled):
+    self._rules = [r for r in rules if r.drop]
+    self._min = min_labelled
+
+  def setup(self):
+    self._counts = [_Counts(r) for r in self._rules]
+
+  def process(self, element):
+    _, records = element
+    records = sorted(records, key=lambda r: r['period'])
+    for rule, counts in zip(self._rules, self._counts):
+      previous = None
+      for record in records:
+        value = rule.value(record, self._min)
+        if value is None or previous is None:
+          counts.not_evaluable.inc()
+        else:
+          drop = rule.value(previous, self._min) - value
+          if rule.fires(drop):
+            counts.fired.inc()
+            yield alert_record(rule, record, value, previous, drop)
+          else:
+            counts.passed.inc()
+        if value is not None:
+          previous = record
+
+
+class Alerts(beam.PTransform):
+  """Slice records -> alert records, one per (rule, slice) that fires."""
+
+  def __init__(self, rules, min_labelled=1):
+    super().__init__()
+    self._rules = tuple(rules)
+    self._min = min_labelled
+
+  def expand(self, records):
+    absolute = records | 'Thresholds' >> beam.ParDo(
+        _Thresholds(self._rules, self._min))
+    drops = (
+        records
+        | 'CalendarSlices' >> beam.Filter(
+            lambda r: r['time_slice'] in CALENDAR)
+        | 'BySeries' >> beam.Map(lambda r: (
+            (r['model'], r['model_version'], r['time_slice'],
+             r['segment_name'], r['segment_value']), r))
+        | 'GroupSeries' >> beam.GroupByKey()
+        | 'Drops' >> beam.ParDo(_Drops(self._rules, self._min)))
+    return (absolute, drops) | 'AllAlerts' >> beam.Flatten()
