@@ -297,3 +297,9 @@ class WriteDeadLetterTable(beam.PTransform):
       return None
     return result.failed_rows | 'Lost' >> beam.ParDo(_LoseLoudly())
 
+
+
+def to_json_line(row):
+  """A table row as one JSON line, for transforms that read JSON lines
+  (TIMESTAMP columns become ISO-8601 strings)."""
+  return json.dumps(json_safe(row), ensure_ascii=False, sort_keys=True)

@@ -11,6 +11,8 @@ Values that have no fixed shape (a dead letter's `raw` input, passthrough
 fields) are stored as JSON text in STRING columns: they stay readable with
 JSON_VALUE/PARSE_JSON and never make a row fail to load.
 """
+import json
+
 from transforms.predictions import _value_rank
 
 _BQ_TYPES = {'string': 'STRING', 'bool': 'BOOLEAN', 'float16': 'FLOAT',
@@ -92,10 +94,12 @@ DECISIONS_SCHEMA = {'fields': [
 ]}
 
 
-# The book's continuous-evaluation table: one row per served prediction,
-# ground truth filled in later; partitioned on the prediction time.
+# The book's continuous-evaluation table (models.prediction_log_row): one row
+# per served prediction, ground truth filled in later; partitioned on the
+# prediction time. The JSON shapes are stored as JSON text, as in the book.
 PREDICTION_LOG_PARTITION = 'time'
 PREDICTION_LOG_SCHEMA = {'fields': [
+    field('key', 'STRING', 'REQUIRED'),
     field('model', 'STRING', 'REQUIRED'),
     field('model_version', 'STRING', 'REQUIRED'),
     field(PREDICTION_LOG_PARTITION, 'TIMESTAMP', 'REQUIRED'),
@@ -105,3 +109,49 @@ PREDICTION_LOG_SCHEMA = {'fields': [
     field('groundtruth', 'STRING',
           description='JSON {"predictions": [...]}, filled in later'),
 ]}
+
+
+# Evaluation metrics, one row per (model, version, slice) of a run
+# (transforms.evaluation.slice_records), partitioned on the run's as_of.
+METRICS_PARTITION = 'as_of'
+METRICS_SCHEMA = {'fields': [
+    field('model', 'STRING', 'REQUIRED'),
+    field('model_version', 'STRING', 'REQUIRED'),
+    field('slice', 'STRING', 'REQUIRED'),
+    field('time_slice', 'STRING', 'REQUIRED'),
+    field('period', 'STRING'),
+    field('segment_name', 'STRING'),
+    field('segment_value', 'STRING'),
+    field('window_start', 'TIMESTAMP'),
+    field('window_end', 'TIMESTAMP'),
+    field('count', 'INTEGER'),
+    field('labelled', 'INTEGER'),
+    field('label_coverage', 'FLOAT'),
+    field('accuracy', 'FLOAT'),
+    field('macro_precision', 'FLOAT'),
+    field('macro_recall', 'FLOAT'),
+    field('macro_f1', 'FLOAT'),
+    field('weighted_f1', 'FLOAT'),
+    field('per_class', 'RECORD', 'REPEATED', [
+        field('label', 'STRING'), field('precision', 'FLOAT'),
+        field('recall', 'FLOAT'), field('f1', 'FLOAT'),
+        field('support', 'INTEGER')]),
+    field('confusion_matrix', 'STRING',
+          description='JSON {"labels": [...], "matrix": [[...]]}'),
+    field('roc_auc', 'FLOAT'),
+    field('log_loss', 'FLOAT'),
+    field(METRICS_PARTITION, 'TIMESTAMP', 'REQUIRED',
+          description='the end of the evaluation run\'s trailing windows'),
+]}
+
+
+def metrics_row(slice_record, as_of):
+  """A slice record as a metrics-table row (the confusion matrix, nested
+  arrays BigQuery cannot hold, as JSON text)."""
+  row = {f['name']: slice_record.get(f['name'])
+         for f in METRICS_SCHEMA['fields']}
+  row['confusion_matrix'] = json.dumps(slice_record.get('confusion_matrix'))
+  if row['segment_value'] is not None:
+    row['segment_value'] = str(row['segment_value'])
+  row[METRICS_PARTITION] = as_of
+  return row
