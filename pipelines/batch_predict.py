@@ -10,8 +10,9 @@ Inputs and outputs are files (local or gs://) or BigQuery tables.
         --input 'data/demo/inputs/jsonl/*.jsonl' --feature_map reviews=text \\
         --model_dir data/models/sentiment/1 --output out/predictions
 
-    python -m pipelines.batch_predict --input_table my-project:reviews.incoming \\
-        --feature_map reviews=text --model_dir gs://my-bucket/models/sentiment/1 \\
+    python -m pipelines.batch_predict \\
+        --input_table my-project:reviews.incoming --feature_map reviews=text \\
+        --model_dir gs://my-bucket/models/sentiment/1 \\
         --output_table my-project:reviews.predictions \\
         --runner DataflowRunner --project my-project --region us-central1 \\
         --temp_location gs://my-bucket/tmp

@@ -29,7 +29,8 @@ def _load(bq, name, rows, schema=INPUT_SCHEMA):
   client = bq.client()
   data = ''.join(json.dumps(r) + '\n' for r in rows).encode()
   config = bigquery.LoadJobConfig(
-      schema=schema, source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON)
+      schema=schema,
+      source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON)
   client.load_table_from_file(
       io.BytesIO(data), f'{bq.project}.{bq.dataset}.{name}',
       job_config=config).result()

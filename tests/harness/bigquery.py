@@ -15,6 +15,7 @@ The stand-in shares the Cloud Storage stand-in's data folder
   from tests.harness.bigquery import bigquery_emulator  # noqa: F401
   from tests.harness.gcs import gcs_emulator  # noqa: F401
 """
+import contextlib
 import dataclasses
 
 import pytest
@@ -112,11 +113,9 @@ def _patch_clients(patch, rest_endpoint, grpc_target):
                 staticmethod(apitools_client))
 
 
-@pytest.fixture(scope='session')
-def bigquery_emulator(tmp_path_factory, gcs_emulator):
-  """Yields a running BigQueryStandIn with dataset `serving` created."""
+@contextlib.contextmanager
+def _start(home, gcs):
   venv = standins.require_venv()
-  home = tmp_path_factory.mktemp('bigquery')
   rest_port, grpc_port = standins.free_port(), standins.free_port()
   rest = f'http://127.0.0.1:{rest_port}'
   argv = [str(venv / 'bin' / 'bqemulator'), 'start',
@@ -127,7 +126,7 @@ def bigquery_emulator(tmp_path_factory, gcs_emulator):
       # DuckDB finds the spatial and avro extensions that setup_standins.sh
       # installed offline under <venv>/duckdb-home/.duckdb/extensions.
       'HOME': str(venv / 'duckdb-home'),
-      'BQEMU_GCS_LOCAL_ROOT': str(gcs_emulator.objects_root),
+      'BQEMU_GCS_LOCAL_ROOT': str(gcs.objects_root),
   }
   with standins.running('bqemulator', argv, f'{rest}/readyz',
                         home / 'emulator.log', env):
@@ -137,3 +136,13 @@ def bigquery_emulator(tmp_path_factory, gcs_emulator):
           rest, f'127.0.0.1:{grpc_port}', standins.PROJECT, DATASET)
       stand_in.client().create_dataset(DATASET, exists_ok=True)
       yield stand_in
+
+
+@pytest.fixture(scope='session')
+def bigquery_emulator(tmp_path_factory, gcs_emulator):
+  """Yields the running BigQueryStandIn (one per test session), with the
+  dataset `serving` created and Beam's clients pointed at it."""
+  standins.require_venv()
+  with standins.shared('bigquery', lambda: _start(
+      tmp_path_factory.mktemp('bigquery'), gcs_emulator)) as stand_in:
+    yield stand_in

@@ -7,6 +7,7 @@ what lets the BigQuery stand-in read the files a FILE_LOADS write stages.
 
   from tests.harness.gcs import gcs_emulator  # noqa: F401
 """
+import contextlib
 import dataclasses
 import pathlib
 
@@ -34,12 +35,9 @@ class GcsStandIn:
     return f'gs://{self.bucket}/{name}'
 
 
-@pytest.fixture(scope='session')
-def gcs_emulator(tmp_path_factory):
-  """Yields a running GcsStandIn; STORAGE_EMULATOR_HOST points at it and
-  google.auth.default answers anonymous credentials (see standins)."""
+@contextlib.contextmanager
+def _start(home):
   venv = standins.require_venv()
-  home = tmp_path_factory.mktemp('gcs')
   port = standins.free_port()
   endpoint = f'http://127.0.0.1:{port}'
   argv = [str(venv / 'bin' / 'gcp-storage-emulator'), '--data-dir',
@@ -51,3 +49,14 @@ def gcs_emulator(tmp_path_factory):
         pytest.MonkeyPatch.context() as patch:
       patch.setenv('STORAGE_EMULATOR_HOST', endpoint)
       yield GcsStandIn(endpoint, BUCKET, home / 'data' / '.cloudstorage')
+
+
+@pytest.fixture(scope='session')
+def gcs_emulator(tmp_path_factory):
+  """Yields the running GcsStandIn (one per test session):
+  STORAGE_EMULATOR_HOST points at it and google.auth.default answers
+  anonymous credentials (see standins)."""
+  standins.require_venv()
+  with standins.shared(
+      'gcs', lambda: _start(tmp_path_factory.mktemp('gcs'))) as stand_in:
+    yield stand_in

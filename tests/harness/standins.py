@@ -41,6 +41,29 @@ def require_venv():
   return path
 
 
+_RUNNING = {}
+
+
+@contextlib.contextmanager
+def shared(name, start):
+  """Yields the one running `name` of this test process.
+
+  Each test module that imports a session-scoped fixture gets a fixture of
+  its own, so a fixture would otherwise start its stand-in once per module.
+  The first user starts it (`start()` is a context manager) and, at the end
+  of the session, stops it; later users share it.
+  """
+  if name in _RUNNING:
+    yield _RUNNING[name]
+    return
+  with start() as value:
+    _RUNNING[name] = value
+    try:
+      yield value
+    finally:
+      del _RUNNING[name]
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
