@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the local Google Cloud stand-ins' own virtual environment (default
-# .venv-standins; STANDINS_VENV overrides), once: bqemulator (BigQuery on
+# .venv-standins; STANDINS_VENV, an absolute path, overrides), once: bqemulator (BigQuery on
 # DuckDB) and gcp-storage-emulator (Cloud Storage), pinned in
 # requirements-standins.txt. The Pub/Sub emulator comes with the machine's
 # Google Cloud CLI and needs nothing here.
@@ -21,7 +21,9 @@ STAMP="$VENV/.installed"
 if [[ -f "$STAMP" && "$STAMP" -nt "$PINS" && "$STAMP" -nt "$0" ]]; then
   exit 0
 fi
-rm -rf "$VENV"
+if [[ -f "$VENV/pyvenv.cfg" ]]; then
+  rm -rf "$VENV"  # a stale or half-made environment of ours
+fi
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r "$PINS"
