@@ -2,8 +2,8 @@
 # Creates the local Google Cloud stand-ins' own virtual environment, once
 # (default .venv-standins; STANDINS_VENV, an absolute path, overrides):
 # bqemulator (BigQuery on DuckDB) and gcp-storage-emulator (Cloud Storage),
-# pinned in requirements-standins.txt. The Pub/Sub emulator comes with the machine's
-# Google Cloud CLI and needs nothing here.
+# pinned in requirements-standins.txt. The Pub/Sub emulator comes with the
+# machine's Google Cloud CLI and needs nothing here.
 #
 # DuckDB cannot download its extensions here, so the spatial and avro
 # extensions are INSTALLed from the files inside their PyPI wheels, into
