@@ -11,7 +11,10 @@ DEMO_INPUT := data/demo/inputs/jsonl/*.jsonl
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup data model demo test constraints clean
+TWO_PHASE := data/models/two_phase
+
+.PHONY: setup data model demo test serve two-phase-models two-phase-report \
+	two-phase-demo constraints clean
 
 setup: $(STAMP)
 
@@ -28,10 +31,33 @@ data: setup
 model: data
 	$(PY) -m models.train_demo --export_dir $(MODEL)
 
+# The main job on the embedded default, then the continuous evaluation of its
+# prediction log against the held-out (test split) labels.
 demo: model
-	rm -rf out/predictions*
+	rm -rf out/predictions* out/prediction_log* out/evaluation
 	$(PY) -m pipelines.batch_predict --input '$(DEMO_INPUT)' \
-	  --feature_map reviews=text --model_dir $(MODEL) --output out/predictions
+	  --feature_map reviews=text --model_dir $(MODEL) --output out/predictions \
+	  --prediction_log out/prediction_log --log_sample_rate 1.0
+	$(PY) -m pipelines.evaluate --predictions 'out/prediction_log-*.jsonl' \
+	  --ground_truth data/demo/ground_truth_test.jsonl \
+	  --prediction_field positive_review_probability --output out/evaluation
+
+# The online endpoint over the demo model (Ctrl-C to stop).
+serve: model
+	$(PY) -m serving --model_dir $(MODEL) --model_name sentiment
+
+two-phase-models: data
+	$(PY) -m models.train_two_phase --output_dir $(TWO_PHASE)
+
+two-phase-report: two-phase-models
+	$(PY) -m models.two_phase_report --models_dir $(TWO_PHASE) --output out/two_phase_report.json
+
+two-phase-demo: two-phase-models
+	rm -rf out/two_phase
+	$(PY) -m pipelines.two_phase --input '$(DEMO_INPUT)' \
+	  --phase1_model $(TWO_PHASE)/phase1.tflite \
+	  --phase2_model_dir $(TWO_PHASE)/phase2/1 --output out/two_phase/decisions \
+	  --forward $$($(PY) -c "import json;print(json.load(open('$(TWO_PHASE)/two_phase.json'))['forward'])")
 
 test: model
 	$(PY) -m pytest -q tests

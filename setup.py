@@ -24,8 +24,14 @@ setuptools.setup(
         'predictions, streaming moderation, continuous evaluation, two-phase '
         'predictions.'),
     python_requires='>=3.10',
+    # templates/ ships too (tens of KB, never imported by workers) with its
+    # metadata.json files, so `python -m templates.schedule` can check launch
+    # configs from any install of the project (the template image included),
+    # not only from a checkout. (`templates.generate` writes into a checkout.)
     packages=setuptools.find_packages(
-        include=['pipelines*', 'transforms*', 'models*', 'serving*']),
-    package_data={'': ['*.json', '*.tsv', '*.csv']},
+        include=['pipelines*', 'transforms*', 'models*', 'serving*',
+                 'templates*']),
+    package_data={'': ['*.json', '*.tsv', '*.csv'],
+                  'templates': ['*/metadata.json', 'schedules/*.json']},
     install_requires=_requirements(),
 )

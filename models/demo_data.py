@@ -12,6 +12,10 @@ Outputs, under `data/demo/` (gitignored, cached; rebuilt only when absent):
   ground_truth.jsonl
       {"key", "groundtruth": "positive"|"negative", "labeled_at"}: labels
       arrive separately, to be joined later by the evaluation pipeline.
+  ground_truth_test.jsonl
+      the same for the test split only: the demo model never saw these
+      reviews, so evaluating against them measures held-out quality (and,
+      like labels in production, they cover only part of the predictions).
 
     python -m models.demo_data [--data_dir data]
 """
@@ -146,13 +150,15 @@ def prepare(data_dir='data'):
   """Builds data/demo once; returns its path. Idempotent and cached."""
   demo_dir = os.path.join(data_dir, 'demo')
   done = os.path.join(demo_dir, '_SUCCESS')
-  if os.path.exists(done):
+  test_labels = os.path.join(demo_dir, 'ground_truth_test.jsonl')
+  if os.path.exists(done) and os.path.exists(test_labels):
     return demo_dir
   reviews = load_reviews(os.path.join(data_dir, 'cache'))
   rows = [{'key': r['key'], 'text': r['text'], 'split': r['split']}
           for r in reviews]
   write_inputs(rows, os.path.join(demo_dir, 'inputs'))
   write_ground_truth(reviews, os.path.join(demo_dir, 'ground_truth.jsonl'))
+  write_ground_truth([r for r in reviews if r['split'] == 'test'], test_labels)
   n_test = sum(r['split'] == 'test' for r in reviews)
   with open(done, 'w') as f:
     f.write(f'{len(reviews)} reviews, {n_test} test\n')

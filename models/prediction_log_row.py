@@ -1,42 +1,74 @@
-"""One row of the prediction log, and which keys are logged.
+"""One row of the continuous-evaluation prediction log, and which keys to log.
 
-The continued-model-evaluation pattern needs a table of what the model saw
-and said, joined later with ground truth. Rows follow the book's table:
-model, model_version, time, raw_data ({"instances": [...]}), raw_prediction
-({"predictions": [...]}), groundtruth (null until labels arrive), plus the
-client key the labels are joined on. Batch, streaming and online serving all
-build rows here so the evaluation pipeline reads one shape.
+The online endpoint and the Beam pipelines both log predictions for continuous
+evaluation; building the row here (pure Python, no TensorFlow or Beam) keeps
+the two writers byte-compatible, so one evaluation job reads both.
 
-Sampling is by key, not by chance, so that reruns (and the different serving
-paths) log the same keys and a logged key can always be evaluated.
+Row columns (the book's continuous-evaluation table, plus the client key):
+  model, model_version, time (ISO-8601 UTC), key,
+  raw_data        JSON string {"instances": [instance]}
+  raw_prediction  JSON string {"predictions": [prediction]}
+  groundtruth     null (filled in later, when the label is known)
+
+Sampling is by a hash of the key rather than by a random draw, so a rerun (or
+the batch and online paths) log the same keys, and ground truth joined later
+finds its prediction.
 """
+import datetime
 import hashlib
+import json
 
-_SCALE = float(1 << 64)
+_TWO_TO_64 = float(2**64)
 
 
 def sampled(key, rate):
-  """True if `key` is in the deterministic `rate` (0..1) sample.
+  """Whether `key` falls in the logged fraction `rate` (0..1), deterministically.
 
-  The first 8 bytes of sha256(str(key)) as a fraction of 2**64 are compared
-  with `rate`: stable across processes, runs and languages.
+  The first 8 bytes of sha256(str(key)) read as a fraction of 2**64 are
+  compared with `rate`, so the same key is always in or out, whatever process
+  or machine asks.
   """
   if rate >= 1:
     return True
   if rate <= 0:
     return False
   digest = hashlib.sha256(str(key).encode('utf-8')).digest()
-  return int.from_bytes(digest[:8], 'big') < rate * _SCALE
+  return int.from_bytes(digest[:8], 'big') / _TWO_TO_64 < rate
+
+
+def format_time(time):
+  """ISO-8601 UTC with microseconds and a 'Z' suffix.
+
+  Accepts an aware datetime (converted to UTC), an ISO-8601 string with an
+  offset, or seconds since the epoch; a naive time is refused, since its
+  zone would be a guess.
+  """
+  if isinstance(time, str):
+    time = datetime.datetime.fromisoformat(time)
+  if isinstance(time, (int, float)):
+    time = datetime.datetime.fromtimestamp(time, datetime.timezone.utc)
+  if time.tzinfo is None:
+    raise ValueError('naive datetime: pass an aware (UTC) time')
+  time = time.astimezone(datetime.timezone.utc)
+  return time.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _compact_json(value):
+  return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
 
 
 def log_row(model, model_version, key, instance, prediction, time):
-  """The prediction-log row for one instance; `time` is ISO-8601 UTC."""
+  """Returns one continuous-evaluation row (a JSON-serialisable dict).
+
+  `instance` is the instance as the client sent it and `prediction` what it
+  got back; both must be JSON-serialisable.
+  """
   return {
-      'key': key,
       'model': model,
       'model_version': model_version,
-      'time': time,
-      'raw_data': {'instances': [instance]},
-      'raw_prediction': {'predictions': [prediction]},
+      'time': format_time(time),
+      'key': key,
+      'raw_data': _compact_json({'instances': [instance]}),
+      'raw_prediction': _compact_json({'predictions': [prediction]}),
       'groundtruth': None,
   }

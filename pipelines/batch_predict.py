@@ -55,16 +55,16 @@ def build_parser():
       description='Keyed batch predictions over sharded inputs with a '
       'SavedModel signature. Unrecognised flags are Beam pipeline options '
       '(--runner, --direct_num_workers, ...).')
-  source = parser.add_mutually_exclusive_group(required=True)
-  source.add_argument(
+  parser.add_argument(
       '--input', action='append',
       help='Input file pattern, local or gs:// (repeat the flag or separate '
-      'patterns with commas for several).')
-  source.add_argument(
+      'patterns with commas for several). One of --input, --input_table '
+      'and --input_query is required.')
+  parser.add_argument(
       '--input_table',
       help='Input BigQuery table, PROJECT:DATASET.TABLE, read with the '
       'Storage Read API; one row per record.')
-  source.add_argument(
+  parser.add_argument(
       '--input_query',
       help='Input BigQuery standard-SQL query; one result row per record. '
       'Needs a real BigQuery (query results go through a temporary table).')
@@ -79,7 +79,7 @@ def build_parser():
       help='"field" reads --key_field; "content_hash" derives a deterministic '
       'key from the record content, for inputs without client keys.')
   parser.add_argument(
-      '--allow_duplicate_keys', action='store_true',
+      '--allow_duplicate_keys', **launch.SWITCH,
       help='Skip the duplicate-key check (saves a shuffle when keys are known '
       'to be unique). By default every occurrence of a key after the first '
       'goes to the dead letter.')
@@ -116,7 +116,8 @@ def build_parser():
   parser.add_argument(
       '--dead_letter',
       help='Output prefix for rejected records, as JSONL (default: '
-      '<output>-errors).')
+      '<output>_errors; not <output>-errors, which the prediction sink\'s '
+      'shard glob <output>-*-of-N would match and delete).')
   parser.add_argument(
       '--dead_letter_table',
       help='BigQuery table, PROJECT:DATASET.TABLE, for rejected records '
@@ -173,6 +174,10 @@ def _parse_feature_map(text):
           '--feature_map', f'{pair!r} is not INPUT=FIELD')
     mapping[name.strip()] = field.strip()
   return mapping
+
+
+def dead_letter_prefix(args):
+  return args.dead_letter or f'{args.output}_errors'
 
 
 def validate(args):
@@ -292,7 +297,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
         dead_letter_table, args.bq_write_method, args.bq_insert_retries)
   else:
     _ = all_dead | 'Write dead letters' >> sinks.WriteDeadLetters(
-        args.dead_letter or f'{args.output}-errors')
+        dead_letter_prefix(args))
   return predictions.main
 
 
@@ -303,6 +308,15 @@ def _dead_letter_table(args):
   if args.output or args.dead_letter or not args.output_table:
     return None
   return f'{args.output_table}_errors'
+
+
+def _check_source(args):
+  given = [f for f in ('--input', '--input_table', '--input_query')
+           if getattr(args, f[2:])]
+  if len(given) != 1:
+    raise launch.UsageError(
+        '--input', 'give exactly one of --input (files), --input_table or '
+        f'--input_query (BigQuery){"; got " + ", ".join(given) if given else ""}')
 
 
 def _check_cloud(args, options):
@@ -328,6 +342,7 @@ def run(argv=None):
   """Runs the job; returns the summary figures as a dict."""
   args, beam_args = build_parser().parse_known_args(argv)
   options = launch.default_local_runner(PipelineOptions(beam_args))
+  _check_source(args)
   _check_cloud(args, options)
   patterns, input_format, signature, feature_map = validate(args)
   started = time.time()
@@ -363,7 +378,7 @@ def run(argv=None):
           x for x in (args.output and f'{args.output}*', args.output_table)
           if x)),
       ('dead letters under', _dead_letter_table(args) or
-       f'{args.dead_letter or args.output + "-errors"}*'),
+       f'{dead_letter_prefix(args)}*'),
   ]))
   return figures
 

@@ -131,7 +131,7 @@ def build_parser():
       help='Label-based alert rules skip slices with fewer labelled '
       'predictions (counted as not evaluable).')
   parser.add_argument(
-      '--fail_on_alert', action='store_true',
+      '--fail_on_alert', **launch.SWITCH,
       help=f'Exit with code {EXIT_ALERT} when any alert fired.')
   return parser
 

@@ -4,6 +4,7 @@ Fail early, once, clearly: problems with the command line or configuration are
 raised as `UsageError` while the pipeline is constructed and reported as one
 line naming the flag, with exit code 2, never as a traceback from a worker.
 """
+import argparse
 import logging
 import sys
 
@@ -20,6 +21,22 @@ class UsageError(Exception):
     super().__init__(f'{flag}: {problem}' if flag else problem)
     self.flag = flag
     self.problem = problem
+
+
+def boolean(text):
+  """argparse type for on/off flags: 'true' or 'false' (any case)."""
+  lowered = text.strip().lower()
+  if lowered not in ('true', 'false'):
+    raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+  return lowered == 'true'
+
+
+# Keyword arguments for an on/off flag: `--flag`, `--flag=true` and
+# `--flag=false` all work. A Flex Template passes every parameter as
+# --name=value, which argparse's store_true rejects, so every on/off flag of a
+# pipeline is declared as `parser.add_argument('--x', **launch.SWITCH, ...)`.
+SWITCH = dict(type=boolean, nargs='?', const=True, default=False,
+              metavar='true|false')
 
 
 def default_local_runner(options: PipelineOptions):

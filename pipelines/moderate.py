@@ -118,7 +118,7 @@ def build_parser():
       '--nlp_endpoint', default=entities_lib.DEFAULT_NLP_ENDPOINT,
       help='nlp backend: API endpoint host[:port].')
   ents.add_argument(
-      '--nlp_insecure', action='store_true', default=False,
+      '--nlp_insecure', **launch.SWITCH,
       help='nlp backend: plaintext gRPC with anonymous credentials, for a '
       'local stand-in server only.')
   ents.add_argument(

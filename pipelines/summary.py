@@ -36,7 +36,7 @@ def format_summary(title, rows):
   width = max([len(label) for label, _ in rows] + [10])
   for label, value in rows:
     if isinstance(value, dict):
-      lines.append(f'{label}')
+      lines.append(f'{label}' if value else f'{label:<{width}} {"none":>12}')
       for k, v in value.items():
         lines.append(f'  {k:<{width - 2}} {v:>12,}')
     elif isinstance(value, float):

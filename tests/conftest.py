@@ -12,7 +12,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 def tiny_model_dir(tmp_path_factory):
   """A tiny sentiment SavedModel with the book's two signatures."""
   return tiny_models.train_tiny_sentiment(
-      tmp_path_factory.mktemp('models') / 'tiny' / '3')
+      tmp_path_factory.mktemp('models') / 'tiny' / '1')
 
 
 @pytest.fixture(scope='session')

@@ -87,7 +87,7 @@ def joined(predictions, labels, label_of=lambda v: v):
   for row in predictions:
     true = latest.get(row['key'], (None, None))[1]
     out.append((row['model'], row['model_version'], row['key'], row['time'],
-                true, row['raw_prediction']['predictions'][0]))
+                true, json.loads(row['raw_prediction'])['predictions'][0]))
   return out
 
 

@@ -45,7 +45,7 @@ def test_every_key_gets_the_signature_prediction_in_every_format(
   for r in rows:
     assert r['predictions']['positive_review_probability'] == pytest.approx(
         expected[r['key']], abs=1e-6)
-    assert r['model_version'] == 'tiny/3'
+    assert r['model_version'] == 'tiny/1'
     assert r['predicted_at'].endswith('+00:00')
   assert figures['inputs'] == 60 and figures['predictions'] == 60
   assert figures['dead_letters'] == 0 and figures['reconciled']
@@ -87,9 +87,11 @@ def test_every_dead_letter_reason_and_counts_reconcile(tmp_path, tiny_model_dir)
   random.Random(1).shuffle(lines)
   path.write_text('\n'.join(lines) + '\n')
 
+  # One output shard, like the dead letters: the prediction sink's cleanup
+  # glob (<output>-*-of-00001.jsonl) must not match the dead-letter files.
   figures, output = _run(tmp_path, str(path), tiny_model_dir,
-                         '--max_text_bytes', '100')
-  dead = batch_io.read_jsonl(output + '-errors')
+                         '--max_text_bytes', '100', '--num_shards', '1')
+  dead = batch_io.read_jsonl(output + '_errors')
   reasons = sorted(d['reason'] for d in dead)
   assert reasons == sorted([
       'unparseable', 'unparseable', 'missing_key', 'missing_key',
@@ -125,7 +127,7 @@ def test_a_failing_element_is_isolated_and_its_batch_mates_predicted(
       '--output', str(tmp_path / 'o'), '--feature_map', 'reviews=text',
       '--batch_size', '8', '--runner', 'FnApiRunner'])
   outputs = batch_io.read_jsonl(str(tmp_path / 'o'))
-  dead = batch_io.read_jsonl(str(tmp_path / 'o-errors'))
+  dead = batch_io.read_jsonl(str(tmp_path / 'o_errors'))
   assert [d['key'] for d in dead] == ['p09']
   assert dead[0]['reason'] == 'inference_failed'
   assert 'poisoned batch' in dead[0]['error']
@@ -174,7 +176,7 @@ def test_typed_output_formats_round_trip(tmp_path, tiny_model_dir, fmt):
   for r in rows:
     assert r['predictions']['positive_review_probability'] == pytest.approx(
         expected[r['key']], abs=1e-6)
-    assert r['model_version'] == 'tiny/3' and r['text']
+    assert r['model_version'] == 'tiny/1' and r['text']
   assert figures['reconciled']
 
 
@@ -187,7 +189,7 @@ def test_csv_fields_may_span_lines_and_bad_rows_are_dead_letters(
                   'c,too,many,columns\n')
   figures, output = _run(tmp_path, str(path), tiny_model_dir)
   assert sorted(o['key'] for o in batch_io.read_jsonl(output)) == ['a', 'b']
-  (dead,) = batch_io.read_jsonl(output + '-errors')
+  (dead,) = batch_io.read_jsonl(output + '_errors')
   assert dead['reason'] == 'unparseable' and 'columns' in dead['error']
   assert figures['inputs'] == 3 and figures['reconciled']
 
@@ -250,7 +252,9 @@ def test_prediction_log_samples_the_same_keys_on_every_run(
                  for p in batch_io.read_jsonl(output)}
   text = {r['key']: r['text'] for r in ROWS}
   for row in logs[0]:
-    assert row['model'] == 'tiny' and row['model_version'] == 'tiny/3'
-    assert row['raw_data'] == {'instances': [{'reviews': text[row['key']]}]}
-    assert row['raw_prediction'] == {'predictions': [predictions[row['key']]]}
-    assert row['groundtruth'] is None and row['time'].endswith('+00:00')
+    assert row['model'] == 'tiny' and row['model_version'] == 'tiny/1'
+    assert json.loads(row['raw_data']) == {
+        'instances': [{'reviews': text[row['key']]}]}
+    assert json.loads(row['raw_prediction']) == {
+        'predictions': [predictions[row['key']]]}
+    assert row['groundtruth'] is None and row['time'].endswith('Z')

@@ -7,6 +7,7 @@ import pytest
 from google.cloud import bigquery
 
 from models import predictor
+from models import signatures
 from pipelines import batch_predict
 from pipelines import launch
 from tests.harness.bigquery import bigquery_emulator  # noqa: F401
@@ -71,7 +72,8 @@ def test_table_to_table_with_dead_letters_in_a_table(
     got = by_key[row['key']]
     assert got['predictions']['positive_review_probability'] == pytest.approx(
         expected[row['key']], abs=1e-6)
-    assert got['model_version'] == 'tiny/3'
+    assert got['model_version'] == signatures.default_model_version(
+        tiny_model_dir)
     assert got['source'] == row['source']
     assert got['predicted_at'].tzinfo is not None
 
@@ -105,7 +107,8 @@ def test_rows_the_output_table_refuses_are_dead_letters(
   assert sorted(r['key'] for r in rejected) == [r['key'] for r in ROWS[:5]]
   assert {(r['stage'], r['reason']) for r in rejected} == {
       ('bigquery_write', 'bigquery_rejected')}
-  assert json.loads(rejected[0]['raw'])['model_version'] == 'tiny/3'
+  assert json.loads(rejected[0]['raw'])['model_version'] == (
+      signatures.default_model_version(tiny_model_dir))
   assert figures['predictions'] == 0 and figures['dead_letters'] == 5
   assert figures['reconciled']
 
@@ -118,9 +121,9 @@ def test_gs_files_in_and_out(gcs_emulator, tiny_model_dir):
       tiny_model_dir, '--input', gcs_emulator.url('in/*.jsonl'),
       '--output', gcs_emulator.url('out/predictions'))
   out = sorted(b.name for b in bucket.list_blobs(prefix='out/'))
-  predictions = [json.loads(line) for name in out if '-errors' not in name
+  predictions = [json.loads(line) for name in out if '_errors' not in name
                  for line in bucket.blob(name).download_as_text().splitlines()]
-  errors = [json.loads(line) for name in out if '-errors' in name
+  errors = [json.loads(line) for name in out if '_errors' in name
             for line in bucket.blob(name).download_as_text().splitlines()]
   assert sorted(p['key'] for p in predictions) == [r['key'] for r in ROWS[:10]]
   assert [e['reason'] for e in errors] == ['unparseable']
@@ -146,6 +149,8 @@ def test_missing_credentials_is_one_clear_line(monkeypatch, capsys):
 
 @pytest.mark.parametrize('argv, flag', [
     (['--input_table', 'reviews'], '--input_table'),
+    (['--input_table', 'p:d.t', '--input', 'x.jsonl'], '--input'),
+    (['--output_table', 'p:d.t'], '--input'),
     (['--input_table', 'p:d.t', '--output_table', 'p:d.o',
       '--temp_location', '/tmp', '--no_auth'], '--temp_location'),
     (['--input_table', 'p:d.t', '--no_auth'], '--output'),

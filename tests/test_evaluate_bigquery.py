@@ -28,12 +28,6 @@ def _load(bq, name, rows, schema):
   ).result()
 
 
-def _log_table_row(row):
-  """A prediction-log row as the book's table stores it (JSON as text)."""
-  return {**row, 'raw_data': json.dumps(row['raw_data']),
-          'raw_prediction': json.dumps(row['raw_prediction'])}
-
-
 def _slices(path):
   with open(path) as f:
     return {(s['model_version'], s['slice']): s
@@ -46,8 +40,9 @@ def test_tables_in_metrics_table_out_match_the_files_run(
   predictions, labels = data.binary_world(n_keys=120)
   log_schema = [bigquery.SchemaField.from_api_repr(f)
                 for f in bigquery_schemas.PREDICTION_LOG_SCHEMA['fields']]
-  _load(bq, 'prediction_log', [_log_table_row(r) for r in predictions],
-        log_schema)
+  # Log rows (models.prediction_log_row) already hold JSON text, as the
+  # book's table does.
+  _load(bq, 'prediction_log', predictions, log_schema)
   _load(bq, 'ground_truth', labels, LABELS_SCHEMA)
   common = ['--prediction_field', 'positive_review_probability',
             '--as_of', data.AS_OF.isoformat(), '--key_segments', 'age,sex,id',

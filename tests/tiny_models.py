@@ -9,10 +9,26 @@
 """
 from models.serving_signatures import export_text_classifier
 
-POSITIVE = ['great film', 'wonderful acting', 'loved it', 'brilliant story',
-            'a great and wonderful movie', 'excellent fun', 'superb cast']
-NEGATIVE = ['boring film', 'awful acting', 'hated it', 'terrible story',
-            'a boring and awful movie', 'dull mess', 'waste of time']
+POSITIVE = [
+    'great film', 'wonderful acting', 'loved it', 'brilliant story',
+    'a great and wonderful movie', 'excellent fun', 'superb cast',
+    'a great film with wonderful acting',
+    'great action scenes and a great story',
+    'wonderful, moving and fast; I loved it',
+    'the best film this year, great fun',
+    'excellent and wonderful, truly great',
+    'fast moving with several great scenes',
+]
+NEGATIVE = [
+    'boring film', 'awful acting', 'hated it', 'terrible story',
+    'a boring and awful movie', 'dull mess', 'waste of time',
+    'a boring film, I walked out',
+    'very boring and far too slow',
+    'terrible acting, a waste of time',
+    'dull, boring, awful; I left half-way',
+    'the worst film, boring and bad',
+    'bad story, terrible and boring',
+]
 POISON = 'POISON'
 
 
@@ -24,18 +40,18 @@ def train_tiny_sentiment(export_dir):
   texts = POSITIVE + NEGATIVE
   labels = np.array([1.0] * len(POSITIVE) + [0.0] * len(NEGATIVE))
   vectorizer = keras.layers.TextVectorization(
-      max_tokens=100, output_sequence_length=8)
+      max_tokens=200, output_sequence_length=12)
   vectorizer.adapt(tf.constant(texts))
   model = keras.Sequential([
-      keras.Input(shape=(8,), dtype='int64'),
-      keras.layers.Embedding(100, 8),
+      keras.Input(shape=(12,), dtype='int64'),
+      keras.layers.Embedding(200, 8),
       keras.layers.GlobalAveragePooling1D(),
       keras.layers.Dense(1),
   ])
   model.compile(optimizer=keras.optimizers.Adam(0.05),
                 loss=keras.losses.BinaryCrossentropy(from_logits=True))
-  model.fit(vectorizer(tf.constant(texts)).numpy(), labels, epochs=30,
-            verbose=0)
+  model.fit(vectorizer(tf.constant(texts)).numpy(), labels, epochs=40,
+            batch_size=len(texts), verbose=0)
   return export_text_classifier(vectorizer, model, str(export_dir))
 
 

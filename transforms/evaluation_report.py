@@ -64,7 +64,7 @@ def confusion_png(plt, record, output):
   ax.set_yticks(range(len(labels)), labels)
   ax.set_xlabel('predicted')
   ax.set_ylabel('true (ground truth)')
-  ax.set_title(f'{record["model"]} v{record["model_version"]}: '
+  ax.set_title(f'{record["model"]} {record["model_version"]}: '
                f'{record["labelled"]:,} labelled', fontsize=11)
   name = _save(fig, output, 'confusion_{}_{}.png'.format(
       _file_safe(record['model']), _file_safe(record['model_version'])))
