@@ -9,7 +9,6 @@ STAMP := $(VENV)/.installed
 MODEL := data/models/sentiment/1
 DEMO_INPUT := data/demo/inputs/jsonl/*.jsonl
 export TF_CPP_MIN_LOG_LEVEL := 2
-export PYTHONPATH := $(CURDIR)
 
 TWO_PHASE := data/models/two_phase
 # The local Google Cloud stand-ins (BigQuery, Cloud Storage) live in a venv of
