@@ -22,11 +22,11 @@ import sys
 import time
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
@@ -68,21 +68,7 @@ def build_parser():
       '--input_query',
       help='Input BigQuery standard-SQL query; one result row per record. '
       'Needs a real BigQuery (query results go through a temporary table).')
-  parser.add_argument(
-      '--input_format', choices=sources.FORMATS,
-      help='Input format; inferred from the file extension when omitted.')
-  parser.add_argument(
-      '--key_field', default='key',
-      help='Record field that holds the client key (default: key).')
-  parser.add_argument(
-      '--attach_keys', choices=keys.KEY_MODES, default=keys.FROM_FIELD,
-      help='"field" reads --key_field; "content_hash" derives a deterministic '
-      'key from the record content, for inputs without client keys.')
-  parser.add_argument(
-      '--allow_duplicate_keys', **launch.SWITCH,
-      help='Skip the duplicate-key check (saves a shuffle when keys are known '
-      'to be unique). By default every occurrence of a key after the first '
-      'goes to the dead letter.')
+  file_inputs.add_arguments(parser)
   parser.add_argument(
       '--model_dir', required=True,
       help='SavedModel directory: local path, gs:// path or TF-Hub handle.')
@@ -161,13 +147,9 @@ def build_parser():
   return parser
 
 
-def _split_list(text):
-  return [part.strip() for part in text.split(',') if part.strip()]
-
-
 def _parse_feature_map(text):
   mapping = {}
-  for pair in _split_list(text):
+  for pair in file_inputs.split_list(text):
     name, sep, field = pair.partition('=')
     if not sep or not name.strip() or not field.strip():
       raise launch.UsageError(
@@ -189,28 +171,10 @@ def validate(args):
         '--output', 'pass --output (files) and/or --output_table (BigQuery)')
   if args.bq_insert_retries < 0:
     raise launch.UsageError('--bq_insert_retries', 'must be at least 0')
-  patterns = [p for value in args.input or () for p in _split_list(value)]
-  for pattern in patterns:
-    try:
-      matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception as e:  # pylint: disable=broad-except
-      raise launch.UsageError('--input', f'cannot list {pattern!r}: {e}')
-    if not matched:
-      raise launch.UsageError('--input', f'no files match {pattern!r}')
-  input_format = args.input_format
-  if not patterns:
-    input_format = None  # a BigQuery table or query: rows are records
-  elif input_format is None:
-    inferred = {sources.infer_format(p) for p in patterns}
-    if len(inferred) != 1 or None in inferred:
-      raise launch.UsageError(
-          '--input_format',
-          f'cannot infer one format from {patterns}; pass --input_format')
-    input_format = inferred.pop()
-  if input_format == 'text' and args.attach_keys != keys.CONTENT_HASH:
-    raise launch.UsageError(
-        '--attach_keys', 'text inputs carry no key field; use '
-        '--attach_keys content_hash')
+  patterns = file_inputs.patterns_of(args)
+  file_inputs.check_patterns(patterns)
+  # A BigQuery table or query has no format: its rows are the records.
+  input_format = file_inputs.resolve_format(args, patterns) if patterns else None
   if args.batch_size < 1:
     raise launch.UsageError('--batch_size', 'must be at least 1')
   if not 0 <= args.log_sample_rate <= 1:
@@ -236,7 +200,7 @@ def validate(args):
 def build(pipeline, args, patterns, input_format, signature, feature_map):
   """Composes the job on `pipeline`; returns the prediction records."""
   from models import signatures as sigs
-  passthrough = _split_list(args.passthrough_fields)
+  passthrough = file_inputs.split_list(args.passthrough_fields)
   handler = SignatureModelHandler(
       args.model_dir, list(signature.inputs), signature=args.signature,
       feature_map=feature_map,
