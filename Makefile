@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 MODEL := data/models/sentiment/1
 DEMO_INPUT := data/demo/inputs/jsonl/*.jsonl
 export TF_CPP_MIN_LOG_LEVEL := 2
-export PYTHONPATH := $(CURDIR)
 
 TWO_PHASE := data/models/two_phase
+# The local Google Cloud stand-ins (BigQuery, Cloud Storage) live in a venv of
+# their own: their pins (DuckDB 1.5.5, ...) need not agree with the project's.
+STANDINS := .venv-standins/.installed
 
-.PHONY: setup data model demo test serve two-phase-models two-phase-report \
+.PHONY: setup standins data model demo test serve two-phase-models two-phase-report \
 	two-phase-demo constraints clean
 
 setup: $(STAMP)
@@ -24,6 +26,11 @@ $(STAMP): requirements.txt requirements-test.txt constraints.txt setup.py
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+standins: $(STANDINS)
+
+$(STANDINS): requirements-standins.txt scripts/setup_standins.sh
+	PYTHON=$(PYTHON) scripts/setup_standins.sh
 
 data: setup
 	$(PY) -m models.demo_data
@@ -59,7 +66,9 @@ two-phase-demo: two-phase-models
 	  --phase2_model_dir $(TWO_PHASE)/phase2/1 --output out/two_phase/decisions \
 	  --forward $$($(PY) -c "import json;print(json.load(open('$(TWO_PHASE)/two_phase.json'))['forward'])")
 
-test: model
+# The Pub/Sub emulator ships with the machine's Google Cloud CLI; pytest
+# fixtures start and stop every stand-in (tests/harness/).
+test: model standins
 	$(PY) -m pytest -q tests
 
 # Re-pin the transitive dependencies after changing requirements.txt.

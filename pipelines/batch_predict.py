@@ -4,23 +4,34 @@ read -> attach keys -> drop duplicate keys -> validate features ->
 RunInference (a SavedModel signature, batched, model loaded once per worker)
 -> keyed prediction records; every rejected record leaves, with its key and
 reason, for the dead-letter output. Inputs = predictions + dead letters.
+Inputs and outputs are files (local or gs://) or BigQuery tables.
 
     python -m pipelines.batch_predict \\
         --input 'data/demo/inputs/jsonl/*.jsonl' --feature_map reviews=text \\
         --model_dir data/models/sentiment/1 --output out/predictions
+
+    python -m pipelines.batch_predict \\
+        --input_table my-project:reviews.incoming --feature_map reviews=text \\
+        --model_dir gs://my-bucket/models/sentiment/1 \\
+        --output_table my-project:reviews.predictions \\
+        --runner DataflowRunner --project my-project --region us-central1 \\
+        --temp_location gs://my-bucket/tmp
 """
 import argparse
 import sys
 import time
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import file_inputs
+from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
+from transforms import bigquery_io
+from transforms import bigquery_schemas
 from transforms import keys
 from transforms import sinks
 from transforms import sources
@@ -45,24 +56,19 @@ def build_parser():
       'SavedModel signature. Unrecognised flags are Beam pipeline options '
       '(--runner, --direct_num_workers, ...).')
   parser.add_argument(
-      '--input', action='append', required=True,
+      '--input', action='append',
       help='Input file pattern, local or gs:// (repeat the flag or separate '
-      'patterns with commas for several).')
+      'patterns with commas for several). One of --input, --input_table '
+      'and --input_query is required.')
   parser.add_argument(
-      '--input_format', choices=sources.FORMATS,
-      help='Input format; inferred from the file extension when omitted.')
+      '--input_table',
+      help='Input BigQuery table, PROJECT:DATASET.TABLE, read with the '
+      'Storage Read API; one row per record.')
   parser.add_argument(
-      '--key_field', default='key',
-      help='Record field that holds the client key (default: key).')
-  parser.add_argument(
-      '--attach_keys', choices=keys.KEY_MODES, default=keys.FROM_FIELD,
-      help='"field" reads --key_field; "content_hash" derives a deterministic '
-      'key from the record content, for inputs without client keys.')
-  parser.add_argument(
-      '--allow_duplicate_keys', **launch.SWITCH,
-      help='Skip the duplicate-key check (saves a shuffle when keys are known '
-      'to be unique). By default every occurrence of a key after the first '
-      'goes to the dead letter.')
+      '--input_query',
+      help='Input BigQuery standard-SQL query; one result row per record. '
+      'Needs a real BigQuery (query results go through a temporary table).')
+  file_inputs.add_arguments(parser)
   parser.add_argument(
       '--model_dir', required=True,
       help='SavedModel directory: local path, gs:// path or TF-Hub handle.')
@@ -82,8 +88,14 @@ def build_parser():
       '--passthrough_fields', default='',
       help='Comma-separated input fields copied into each output record.')
   parser.add_argument(
-      '--output', required=True,
-      help='Output prefix for sharded prediction files, local or gs://.')
+      '--output',
+      help='Output prefix for sharded prediction files, local or gs:// '
+      '(this and/or --output_table is required).')
+  parser.add_argument(
+      '--output_table',
+      help='BigQuery table, PROJECT:DATASET.TABLE, for the keyed predictions '
+      '(appended to; created when absent, partitioned by day on '
+      'predicted_at). Passthrough fields are STRING columns.')
   parser.add_argument(
       '--output_format', choices=sinks.OUTPUT_FORMATS, default='jsonl',
       help='Prediction file format (default: jsonl).')
@@ -92,6 +104,23 @@ def build_parser():
       help='Output prefix for rejected records, as JSONL (default: '
       '<output>_errors; not <output>-errors, which the prediction sink\'s '
       'shard glob <output>-*-of-N would match and delete).')
+  parser.add_argument(
+      '--dead_letter_table',
+      help='BigQuery table, PROJECT:DATASET.TABLE, for rejected records '
+      '(raw input as JSON text, partitioned by day on dead_lettered_at). '
+      'Default when only --output_table is given: <output_table>_errors.')
+  parser.add_argument(
+      '--bq_write_method', choices=bigquery_io.WRITE_METHODS,
+      default=bigquery_io.FILE_LOADS,
+      help='How rows reach BigQuery (default: FILE_LOADS, load jobs staged '
+      'under a gs:// --temp_location). STREAMING_INSERTS makes rows visible '
+      'at once; STORAGE_WRITE_API runs as a Java cross-language transform.')
+  parser.add_argument(
+      '--bq_insert_retries', type=int,
+      default=bigquery_io.DEFAULT_INSERT_RETRIES,
+      help='STREAMING_INSERTS: retries of a row failing with a transient '
+      'error before it goes to the dead letter (default: '
+      f'{bigquery_io.DEFAULT_INSERT_RETRIES}).')
   parser.add_argument(
       '--model_name',
       help='Model name recorded in the prediction log (default: derived '
@@ -118,13 +147,9 @@ def build_parser():
   return parser
 
 
-def _split_list(text):
-  return [part.strip() for part in text.split(',') if part.strip()]
-
-
 def _parse_feature_map(text):
   mapping = {}
-  for pair in _split_list(text):
+  for pair in file_inputs.split_list(text):
     name, sep, field = pair.partition('=')
     if not sep or not name.strip() or not field.strip():
       raise launch.UsageError(
@@ -141,26 +166,15 @@ def validate(args):
   """Checks the command line before anything runs; returns the resolved
   configuration (patterns, format, signature, feature map)."""
   from models import signatures as sigs
-  patterns = [p for value in args.input for p in _split_list(value)]
-  for pattern in patterns:
-    try:
-      matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception as e:  # pylint: disable=broad-except
-      raise launch.UsageError('--input', f'cannot list {pattern!r}: {e}')
-    if not matched:
-      raise launch.UsageError('--input', f'no files match {pattern!r}')
-  input_format = args.input_format
-  if input_format is None:
-    inferred = {sources.infer_format(p) for p in patterns}
-    if len(inferred) != 1 or None in inferred:
-      raise launch.UsageError(
-          '--input_format',
-          f'cannot infer one format from {patterns}; pass --input_format')
-    input_format = inferred.pop()
-  if input_format == 'text' and args.attach_keys != keys.CONTENT_HASH:
+  if not (args.output or args.output_table):
     raise launch.UsageError(
-        '--attach_keys', 'text inputs carry no key field; use '
-        '--attach_keys content_hash')
+        '--output', 'pass --output (files) and/or --output_table (BigQuery)')
+  if args.bq_insert_retries < 0:
+    raise launch.UsageError('--bq_insert_retries', 'must be at least 0')
+  patterns = file_inputs.patterns_of(args)
+  file_inputs.check_patterns(patterns)
+  # A BigQuery table or query has no format: its rows are the records.
+  input_format = file_inputs.resolve_format(args, patterns) if patterns else None
   if args.batch_size < 1:
     raise launch.UsageError('--batch_size', 'must be at least 1')
   if not 0 <= args.log_sample_rate <= 1:
@@ -186,7 +200,7 @@ def validate(args):
 def build(pipeline, args, patterns, input_format, signature, feature_map):
   """Composes the job on `pipeline`; returns the prediction records."""
   from models import signatures as sigs
-  passthrough = _split_list(args.passthrough_fields)
+  passthrough = file_inputs.split_list(args.passthrough_fields)
   handler = SignatureModelHandler(
       args.model_dir, list(signature.inputs), signature=args.signature,
       feature_map=feature_map,
@@ -194,7 +208,11 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
           args.model_dir),
       batch_size=args.batch_size)
 
-  read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
+  if patterns:
+    read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
+  else:
+    read = pipeline | 'Read' >> bigquery_io.ReadTable(
+        table=args.input_table, query=args.input_query)
   keyed = read.main | 'Attach keys' >> keys.AttachKeys(
       args.key_field, args.attach_keys)
   dead = [read.dead_letter, keyed.dead_letter]
@@ -217,27 +235,80 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
              args.prediction_log, args.log_sample_rate))
   dead += [valid.dead_letter, predictions.dead_letter]
 
-  if args.output_format == 'jsonl':
-    to_write, schema = predictions.main, None
-  else:
-    to_write = predictions.main | 'Typed passthrough' >> beam.Map(
-        stringify_passthrough, passthrough)
+  if args.output and args.output_format == 'jsonl':
+    _ = predictions.main | 'Write predictions' >> sinks.WriteRecords(
+        args.output, 'jsonl', None, args.num_shards)
+  elif args.output:
     make_schema = avro_schema if args.output_format == 'avro' else arrow_schema
-    schema = make_schema(signature.outputs, passthrough)
-  _ = to_write | 'Write predictions' >> sinks.WriteRecords(
-      args.output, args.output_format, schema, args.num_shards)
-  _ = (dead
-       | 'All dead letters' >> beam.Flatten()
-       | 'Write dead letters' >> sinks.WriteDeadLetters(
-           dead_letter_prefix(args)))
+    _ = (predictions.main
+         | 'Typed passthrough' >> beam.Map(stringify_passthrough, passthrough)
+         | 'Write predictions' >> sinks.WriteRecords(
+             args.output, args.output_format,
+             make_schema(signature.outputs, passthrough), args.num_shards))
+  if args.output_table:
+    dead.append(
+        predictions.main
+        | 'Table passthrough' >> beam.Map(stringify_passthrough, passthrough)
+        | 'Write predictions table' >> bigquery_io.WriteTable(
+            args.output_table,
+            bigquery_schemas.predictions_schema(signature.outputs, passthrough),
+            bigquery_schemas.PREDICTIONS_PARTITION, args.bq_write_method,
+            args.bq_insert_retries))
+  all_dead = dead | 'All dead letters' >> beam.Flatten()
+  dead_letter_table = _dead_letter_table(args)
+  if dead_letter_table:
+    _ = all_dead | 'Write dead letters' >> bigquery_io.WriteDeadLetterTable(
+        dead_letter_table, args.bq_write_method, args.bq_insert_retries)
+  else:
+    _ = all_dead | 'Write dead letters' >> sinks.WriteDeadLetters(
+        dead_letter_prefix(args))
   return predictions.main
+
+
+def _dead_letter_table(args):
+  """Where dead letters go in BigQuery, or None when they go to files."""
+  if args.dead_letter_table:
+    return args.dead_letter_table
+  if args.output or args.dead_letter or not args.output_table:
+    return None
+  return f'{args.output_table}_errors'
+
+
+def _check_source(args):
+  given = [f for f in ('--input', '--input_table', '--input_query')
+           if getattr(args, f[2:])]
+  if len(given) != 1:
+    raise launch.UsageError(
+        '--input', 'give exactly one of --input (files), --input_table or '
+        f'--input_query (BigQuery){"; got " + ", ".join(given) if given else ""}')
+
+
+def _check_cloud(args, options):
+  """Google Cloud problems found before anything runs (and before anything
+  is read from Google Cloud): table names, credentials, and a
+  FILE_LOADS write without a gs:// staging location."""
+  for flag in ('input_table', 'output_table', 'dead_letter_table'):
+    gcp.check_table(f'--{flag}', getattr(args, flag))
+  flag = gcp.first_cloud_flag([
+      ('--input_table', args.input_table), ('--input_query', args.input_query),
+      ('--output_table', args.output_table),
+      ('--dead_letter_table', args.dead_letter_table),
+      ('--input', args.input), ('--model_dir', args.model_dir),
+      ('--output', args.output), ('--dead_letter', args.dead_letter),
+      ('--prediction_log', args.prediction_log)])
+  if flag:
+    gcp.check_credentials(options, flag)
+  if args.output_table or _dead_letter_table(args):
+    gcp.check_write_method(args.bq_write_method, options)
 
 
 def run(argv=None):
   """Runs the job; returns the summary figures as a dict."""
   args, beam_args = build_parser().parse_known_args(argv)
-  patterns, input_format, signature, feature_map = validate(args)
   options = launch.default_local_runner(PipelineOptions(beam_args))
+  _check_source(args)
+  _check_cloud(args, options)
+  patterns, input_format, signature, feature_map = validate(args)
   started = time.time()
   pipeline = beam.Pipeline(options=options)
   build(pipeline, args, patterns, input_format, signature, feature_map)
@@ -247,8 +318,10 @@ def run(argv=None):
 
   counts = summary.counters(result)
   inputs = counts.get('read', {}).get(sources.RECORDS, 0)
-  predicted = counts.get('output', {}).get('predictions', 0)
   by_reason = summary.dead_letters_by_reason(counts)
+  # A prediction the table refused is a dead letter, not an output.
+  predicted = counts.get('output', {}).get('predictions', 0) - sum(
+      by_reason.get(r, 0) for r in bigquery_io.WRITE_REASONS)
   dead_total = sum(by_reason.values())
   figures = {
       'inputs': inputs, 'predictions': predicted,
@@ -265,8 +338,11 @@ def run(argv=None):
        'yes' if figures['reconciled'] else 'NO'),
       ('prediction log rows',
        counts.get('prediction_log', {}).get('logged', 0)),
-      ('predictions under', f'{args.output}*'),
-      ('dead letters under', f'{dead_letter_prefix(args)}*'),
+      ('predictions under', ', '.join(
+          x for x in (args.output and f'{args.output}*', args.output_table)
+          if x)),
+      ('dead letters under', _dead_letter_table(args) or
+       f'{dead_letter_prefix(args)}*'),
   ]))
   return figures
 

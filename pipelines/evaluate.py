@@ -21,8 +21,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
+from transforms import bigquery_io
+from transforms import bigquery_schemas
 from transforms.evaluation import Evaluate
 from transforms.evaluation_alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
 from transforms.evaluation_alerts import parse_rule
@@ -62,6 +65,20 @@ def build_parser():
       help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
       'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
       'Required.')
+  parser.add_argument(
+      '--predictions_table',
+      help='Instead of --predictions: a BigQuery table, '
+      'PROJECT:DATASET.TABLE, holding the prediction log or batch_predict '
+      'predictions (same fields as the files).')
+  parser.add_argument(
+      '--ground_truth_table',
+      help='Instead of --ground_truth: a BigQuery table, '
+      'PROJECT:DATASET.TABLE, of {key, <label_field>, labeled_at} rows.')
+  parser.add_argument(
+      '--metrics_table',
+      help='Also append one row per slice to this BigQuery table, '
+      'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
+      'as_of). Written with load jobs: needs a gs:// --temp_location.')
   parser.add_argument(
       '--prediction_field', default=None,
       help='The model output to evaluate (e.g. positive_review_probability '
@@ -124,9 +141,15 @@ def _names(text):
 
 def validate(options):
   """Checks the flags; returns the EvaluationConfig or raises UsageError."""
-  for flag in ('predictions', 'ground_truth', 'output'):
-    if not getattr(options, flag):
-      raise launch.UsageError(f'--{flag}', 'is required')
+  for flag in ('predictions', 'ground_truth'):
+    files, table = getattr(options, flag), getattr(options, f'{flag}_table')
+    if not files and not table:
+      raise launch.UsageError(f'--{flag}', f'is required (or --{flag}_table)')
+    if files and table:
+      raise launch.UsageError(f'--{flag}', f'give --{flag} or --{flag}_table, '
+                              'not both')
+  if not options.output:
+    raise launch.UsageError('--output', 'is required')
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
@@ -184,10 +207,31 @@ def validate(options):
       alert_min_labelled=options.alert_min_labelled)
 
 
-def _read_lines(p, label, patterns):
+def _read_lines(p, label, patterns, table=None):
+  """JSON lines from file patterns, or a BigQuery table's rows as lines."""
+  if table:
+    return (p | f'Read{label}' >> bigquery_io.ReadTable(table=table)).main | (
+        f'{label}AsLines' >> beam.Map(bigquery_io.to_json_line))
   reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(pattern)
            for i, pattern in enumerate(patterns.split(','))]
   return reads | f'All{label}' >> beam.Flatten()
+
+
+def _check_cloud(ev, options):
+  """Google Cloud problems found before anything runs: table names,
+  credentials, a metrics table without a gs:// staging location."""
+  tables = [('--predictions_table', ev.predictions_table),
+            ('--ground_truth_table', ev.ground_truth_table),
+            ('--metrics_table', ev.metrics_table)]
+  for flag, table in tables:
+    gcp.check_table(flag, table)
+  flag = gcp.first_cloud_flag(tables + [
+      ('--predictions', ev.predictions), ('--ground_truth', ev.ground_truth),
+      ('--output', ev.output)])
+  if flag:
+    gcp.check_credentials(options, flag)
+  if ev.metrics_table:
+    gcp.check_write_method(bigquery_io.FILE_LOADS, options)
 
 
 def _output_path(output, name):
@@ -247,14 +291,28 @@ def run(argv=None):
   ev, beam_args = build_parser().parse_known_args(argv)
   config = validate(ev)
   options = launch.default_local_runner(PipelineOptions(beam_args))
+  _check_cloud(ev, options)
 
   p = beam.Pipeline(options=options)
   results = (
-      _read_lines(p, 'Predictions', ev.predictions),
-      _read_lines(p, 'GroundTruth', ev.ground_truth),
+      _read_lines(p, 'Predictions', ev.predictions, ev.predictions_table),
+      _read_lines(p, 'GroundTruth', ev.ground_truth, ev.ground_truth_table),
   ) | 'Evaluate' >> Evaluate(config)
+  dead_letters = results['dead_letters']
+  if ev.metrics_table:
+    metrics_dead = (
+        results['slices']
+        | 'MetricsRows' >> beam.Map(
+            bigquery_schemas.metrics_row, config.as_of.isoformat())
+        | 'WriteMetricsTable' >> bigquery_io.WriteTable(
+            ev.metrics_table, bigquery_schemas.METRICS_SCHEMA,
+            bigquery_schemas.METRICS_PARTITION, bigquery_io.FILE_LOADS,
+            key_field='slice'))
+    dead_letters = ((dead_letters, metrics_dead)
+                    | 'AllDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
-    _ = (results[name]
+    outputs = dead_letters if name == 'dead_letters' else results[name]
+    _ = (outputs
          | f'{name}ToJson' >> beam.Map(json.dumps, sort_keys=True)
          | f'Write{name}' >> beam.io.WriteToText(
              _output_path(ev.output, _FILE_NAMES[name]),

@@ -19,8 +19,11 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
+from transforms import bigquery_io
+from transforms import bigquery_schemas
 from transforms import comments as comments_lib
 from transforms import entities as entities_lib
 from transforms import moderation
@@ -58,6 +61,22 @@ def build_parser():
       '--dead_letter_topic', default=None,
       help='Streaming: Pub/Sub topic for dead letters (unparseable, '
       'invalid, late, duplicate, api_failure); required in streaming.')
+  io.add_argument(
+      '--output_table', default=None,
+      help='Also write the decisions to this BigQuery table, '
+      'PROJECT:DATASET.TABLE (appended to; created when absent, partitioned '
+      'by day on the comment timestamp). Rows BigQuery refuses go to the '
+      'dead letters.')
+  io.add_argument(
+      '--bq_write_method', default=None, choices=bigquery_io.WRITE_METHODS,
+      help='How decisions reach BigQuery. Default: STREAMING_INSERTS in '
+      'streaming, FILE_LOADS (needs a gs:// --temp_location) in batch replay.')
+  io.add_argument(
+      '--bq_insert_retries', type=int,
+      default=bigquery_io.DEFAULT_INSERT_RETRIES,
+      help='STREAMING_INSERTS: retries of a row failing with a transient '
+      'error before it goes to the dead letters (default: '
+      f'{bigquery_io.DEFAULT_INSERT_RETRIES}).')
   io.add_argument(
       '--timestamp_attribute', default=None,
       help='Streaming: Pub/Sub attribute holding the event time (RFC 3339 '
@@ -146,6 +165,8 @@ def validate(o):
                         ('--timestamp_attribute', o.timestamp_attribute)):
       if value:
         raise launch.UsageError(flag, 'only used when reading from Pub/Sub')
+  if o.bq_insert_retries < 0:
+    raise launch.UsageError('--bq_insert_retries', 'must be at least 0')
   if o.window_hours <= 0:
     raise launch.UsageError('--window_hours', 'must be positive')
   if o.allowed_lateness < 0:
@@ -213,10 +234,16 @@ def build(p, o, mode):
   annotated = keyed | 'Entities' >> _entity_transform(o)
   moderated = annotated.comments | 'Moderate' >> moderation.ModerateComments(
       o.window_hours, o.allowed_lateness, bounded=not streaming)
-  dead_letters = ((parsed[DEAD_LETTER], annotated[DEAD_LETTER],
-                   moderated[DEAD_LETTER])
-                  | 'FlattenDeadLetters' >> beam.Flatten())
   decisions = moderated.decisions
+  dead_parts = [parsed[DEAD_LETTER], annotated[DEAD_LETTER],
+                moderated[DEAD_LETTER]]
+  if o.output_table:
+    dead_parts.append(
+        decisions | 'WriteDecisionsTable' >> bigquery_io.WriteTable(
+            o.output_table, bigquery_schemas.DECISIONS_SCHEMA,
+            bigquery_schemas.DECISIONS_PARTITION, _write_method(o, mode),
+            o.bq_insert_retries, key_field='comment_id'))
+  dead_letters = dead_parts | 'FlattenDeadLetters' >> beam.Flatten()
   if streaming:
     _ = (decisions | 'DecisionsJson' >> beam.Map(
         lambda r: to_json(r).encode('utf-8'))
@@ -232,6 +259,23 @@ def build(p, o, mode):
          | 'WriteDeadLetters' >> beam.io.WriteToText(
              o.output + '-dead_letters', file_name_suffix='.jsonl'))
   return decisions, dead_letters
+
+
+def _write_method(o, mode):
+  return o.bq_write_method or bigquery_io.default_write_method(
+      mode == 'streaming')
+
+
+def _check_cloud(o, mode, options):
+  """Google Cloud problems found before anything runs: the table name,
+  credentials, a FILE_LOADS write without a gs:// staging location."""
+  gcp.check_table('--output_table', o.output_table)
+  flag = gcp.first_cloud_flag([('--output_table', o.output_table),
+                               ('--input', o.input), ('--output', o.output)])
+  if flag:
+    gcp.check_credentials(options, flag)
+  if o.output_table:
+    gcp.check_write_method(_write_method(o, mode), options)
 
 
 def summarise(result):
@@ -264,6 +308,7 @@ def run(argv=None, wait=True):
   if mode == 'streaming':
     options.view_as(StandardOptions).streaming = True
   launch.default_local_runner(options)
+  _check_cloud(args, mode, options)
   p = beam.Pipeline(options=options)
   build(p, args, mode)
   result = p.run()

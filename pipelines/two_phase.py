@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import file_inputs
 from pipelines import launch
 from pipelines import summary
 from transforms import forwarding
@@ -52,19 +53,7 @@ def build_parser():
       '--input', action='append', required=True,
       help='Input file pattern, local or gs:// (repeat the flag or separate '
       'patterns with commas). With --replay_pending: pending JSONL files.')
-  parser.add_argument(
-      '--input_format', choices=sources.FORMATS,
-      help='Input format; inferred from the file extension when omitted.')
-  parser.add_argument(
-      '--key_field', default='key',
-      help='Record field that holds the client key (default: key).')
-  parser.add_argument(
-      '--attach_keys', choices=keys.KEY_MODES, default=keys.FROM_FIELD,
-      help='"field" reads --key_field; "content_hash" derives a deterministic '
-      'key from the record content.')
-  parser.add_argument(
-      '--allow_duplicate_keys', **launch.SWITCH,
-      help='Skip the duplicate-key check (saves a shuffle).')
+  file_inputs.add_arguments(parser)
   parser.add_argument(
       '--text_field', default='text',
       help='Record field holding the text both phases read (default: text).')
@@ -125,34 +114,12 @@ def build_parser():
   return parser
 
 
-def _split_list(text):
-  return [part.strip() for part in text.split(',') if part.strip()]
-
-
 def _check_inputs(args):
-  patterns = [p for value in args.input for p in _split_list(value)]
-  for pattern in patterns:
-    try:
-      matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception as e:  # pylint: disable=broad-except
-      raise launch.UsageError('--input', f'cannot list {pattern!r}: {e}')
-    if not matched:
-      raise launch.UsageError('--input', f'no files match {pattern!r}')
+  patterns = file_inputs.patterns_of(args)
+  file_inputs.check_patterns(patterns)
   if args.replay_pending:
     return patterns, 'jsonl'
-  input_format = args.input_format
-  if input_format is None:
-    inferred = {sources.infer_format(p) for p in patterns}
-    if len(inferred) != 1 or None in inferred:
-      raise launch.UsageError(
-          '--input_format',
-          f'cannot infer one format from {patterns}; pass --input_format')
-    input_format = inferred.pop()
-  if input_format == 'text' and args.attach_keys != keys.CONTENT_HASH:
-    raise launch.UsageError(
-        '--attach_keys', 'text inputs carry no key field; use '
-        '--attach_keys content_hash')
-  return patterns, input_format
+  return patterns, file_inputs.resolve_format(args, patterns)
 
 
 def _check_phase1(args):

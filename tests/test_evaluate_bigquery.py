@@ -1,0 +1,82 @@
+"""Continuous evaluation from BigQuery tables, metrics to a BigQuery table,
+against the local stand-ins; the same data from files must give the same
+metrics."""
+import io
+import json
+
+import pytest
+from google.cloud import bigquery
+
+from pipelines import evaluate
+from tests import evaluation_data as data
+from tests.harness.bigquery import bigquery_emulator  # noqa: F401
+from tests.harness.gcs import gcs_emulator  # noqa: F401
+from transforms import bigquery_schemas
+
+LABELS_SCHEMA = [bigquery.SchemaField('key', 'STRING'),
+                 bigquery.SchemaField('groundtruth', 'STRING'),
+                 bigquery.SchemaField('labeled_at', 'TIMESTAMP')]
+
+
+def _load(bq, name, rows, schema):
+  data_bytes = ''.join(json.dumps(r) + '\n' for r in rows).encode()
+  bq.client().load_table_from_file(
+      io.BytesIO(data_bytes), f'{bq.project}.{bq.dataset}.{name}',
+      job_config=bigquery.LoadJobConfig(
+          schema=schema,
+          source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON),
+  ).result()
+
+
+def _slices(path):
+  with open(path) as f:
+    return {(s['model_version'], s['slice']): s
+            for s in map(json.loads, f)}
+
+
+def test_tables_in_metrics_table_out_match_the_files_run(
+    bigquery_emulator, gcs_emulator, tmp_path):
+  bq = bigquery_emulator
+  predictions, labels = data.binary_world(n_keys=120)
+  log_schema = [bigquery.SchemaField.from_api_repr(f)
+                for f in bigquery_schemas.PREDICTION_LOG_SCHEMA['fields']]
+  # Log rows (models.prediction_log_row) already hold JSON text, as the
+  # book's table does.
+  _load(bq, 'prediction_log', predictions, log_schema)
+  _load(bq, 'ground_truth', labels, LABELS_SCHEMA)
+  common = ['--prediction_field', 'positive_review_probability',
+            '--as_of', data.AS_OF.isoformat(), '--key_segments', 'age,sex,id',
+            '--runner', 'FnApiRunner']
+
+  assert evaluate.run([
+      '--predictions_table', bq.table('prediction_log'),
+      '--ground_truth_table', bq.table('ground_truth'),
+      '--metrics_table', bq.table('metrics'),
+      '--temp_location', gcs_emulator.url('tmp'),
+      '--output', str(tmp_path / 'from_tables'), *common]) == 0
+  for name, rows in (('p.jsonl', predictions), ('g.jsonl', labels)):
+    (tmp_path / name).write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  assert evaluate.run([
+      '--predictions', str(tmp_path / 'p.jsonl'),
+      '--ground_truth', str(tmp_path / 'g.jsonl'),
+      '--output', str(tmp_path / 'from_files'), *common]) == 0
+
+  from_tables = _slices(tmp_path / 'from_tables' / 'slices.jsonl')
+  from_files = _slices(tmp_path / 'from_files' / 'slices.jsonl')
+  assert from_tables.keys() == from_files.keys()
+  for name, s in from_files.items():
+    assert from_tables[name]['count'] == s['count']
+    assert from_tables[name]['accuracy'] == s['accuracy']
+
+  rows = [dict(r) for r in bq.client().list_rows(
+      f'{bq.project}.{bq.dataset}.metrics')]
+  table = {(r['model_version'], r['slice']): r for r in rows}
+  assert table.keys() == from_files.keys()
+  everything = table[('1', 'all')]
+  assert everything['accuracy'] == pytest.approx(
+      from_files[('1', 'all')]['accuracy'])
+  assert everything['as_of'] == data.AS_OF
+  assert json.loads(everything['confusion_matrix']) == (
+      from_files[('1', 'all')]['confusion_matrix'])
+  assert {c['label'] for c in everything['per_class']} == {
+      data.POS, data.NEG}
