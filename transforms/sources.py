@@ -21,6 +21,7 @@ import json
 import os
 
 import apache_beam as beam
+import orjson
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
@@ -51,6 +52,16 @@ def _count():
   return Metrics.counter(STAGE, RECORDS)
 
 
+def _loads(line):
+  """orjson (several times faster) for the common case; the standard library
+  for what orjson refuses but Python's JSON accepts (NaN, huge integers), so
+  the choice of parser never changes which lines are dead letters."""
+  try:
+    return orjson.loads(line)
+  except orjson.JSONDecodeError:
+    return json.loads(line)
+
+
 class _ParseJsonLines(beam.DoFn):
   def __init__(self):
     self._records = _count()
@@ -58,7 +69,7 @@ class _ParseJsonLines(beam.DoFn):
   def process(self, line):
     self._records.inc()
     try:
-      record = json.loads(line)
+      record = _loads(line)
     except ValueError as e:
       yield reject(None, STAGE, 'unparseable', line, f'invalid JSON: {e}')
       return
