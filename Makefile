@@ -15,7 +15,7 @@ TWO_PHASE := data/models/two_phase
 # their own: their pins (DuckDB 1.5.5, ...) need not agree with the project's.
 STANDINS := .venv-standins/.installed
 
-.PHONY: setup standins data model demo test serve two-phase-models two-phase-report \
+.PHONY: setup standins data model demo test bench serve two-phase-models two-phase-report \
 	two-phase-demo constraints clean
 
 setup: $(STAMP)
@@ -48,6 +48,11 @@ demo: model
 	$(PY) -m pipelines.evaluate --predictions 'out/prediction_log-*.jsonl' \
 	  --ground_truth data/demo/ground_truth_test.jsonl \
 	  --prediction_field positive_review_probability --output out/evaluation
+
+# Benchmarks (never in CI; ~30 minutes): each script prints a table and a
+# last-line JSON; results land in benchmarks/RESULTS.md.
+bench: model
+	$(PY) -m benchmarks.run_all
 
 # The online endpoint over the demo model (Ctrl-C to stop).
 serve: model
