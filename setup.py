@@ -34,4 +34,7 @@ setuptools.setup(
     package_data={'': ['*.json', '*.tsv', '*.csv'],
                   'templates': ['*/metadata.json', 'schedules/*.json']},
     install_requires=_requirements(),
+    # The online endpoint as a command; the Beam jobs stay `python -m
+    # pipelines.NAME` (the form Dataflow and Flex Templates launch).
+    entry_points={'console_scripts': ['resilient-serving=serving.__main__:main']},
 )
