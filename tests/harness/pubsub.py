@@ -7,6 +7,7 @@ DirectRunner honour) and always stopped by its own pid.
 
   from tests.harness.pubsub import pubsub_emulator  # noqa: F401
 """
+import contextlib
 import glob
 import os
 import shutil
@@ -16,6 +17,8 @@ import time
 import urllib.request
 
 import pytest
+
+from tests.harness import standins
 
 START_TIMEOUT_S = 60
 
@@ -48,15 +51,12 @@ def _ready(host):
     return False
 
 
-@pytest.fixture(scope='session')
-def pubsub_emulator(tmp_path_factory):
-  """Yields 'host:port' of a running emulator; PUBSUB_EMULATOR_HOST is set."""
-  jar = emulator_jar()
-  java = shutil.which('java')
-  if not jar or not java:
-    pytest.skip('Pub/Sub emulator (gcloud SDK jar + java) not installed')
+@contextlib.contextmanager
+def _running_emulator(jar, java, log_dir):
+  """Starts the emulator, sets PUBSUB_EMULATOR_HOST, yields 'host:port';
+  always stops it by its pid and restores the environment."""
   host = f'127.0.0.1:{_free_port()}'
-  log = open(tmp_path_factory.mktemp('pubsub') / 'emulator.log', 'wb')
+  log = open(log_dir / 'emulator.log', 'wb')
   proc = subprocess.Popen(
       [java, '-jar', jar, '--host=127.0.0.1', f'--port={host.split(":")[1]}'],
       stdout=log, stderr=subprocess.STDOUT)
@@ -81,3 +81,18 @@ def pubsub_emulator(tmp_path_factory):
       proc.kill()
       proc.wait(timeout=10)
     log.close()
+
+
+@pytest.fixture(scope='session')
+def pubsub_emulator(tmp_path_factory):
+  """Yields 'host:port' of a running emulator; PUBSUB_EMULATOR_HOST is set.
+
+  One emulator per test session, however many modules import the fixture.
+  """
+  jar = emulator_jar()
+  java = shutil.which('java')
+  if not jar or not java:
+    pytest.skip('Pub/Sub emulator (gcloud SDK jar + java) not installed')
+  with standins.shared('pubsub', lambda: _running_emulator(
+      jar, java, tmp_path_factory.mktemp('pubsub'))) as host:
+    yield host
