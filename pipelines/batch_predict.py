@@ -218,7 +218,8 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   dead = [read.dead_letter, keyed.dead_letter]
   unique = keyed.main
   if not args.allow_duplicate_keys:
-    deduped = keyed.main | 'Deduplicate keys' >> keys.DeduplicateKeys()
+    deduped = keyed.main | 'Deduplicate keys' >> keys.DeduplicateKeys(
+        bucketed=launch.is_local_runner(pipeline.options))
     unique, dead = deduped.main, dead + [deduped.dead_letter]
   valid = unique | 'Validate features' >> ValidateFeatures(
       signature.inputs, feature_map, args.max_text_bytes)

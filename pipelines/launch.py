@@ -52,6 +52,17 @@ def default_local_runner(options: PipelineOptions):
   return options
 
 
+_LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
+                  'SwitchingDirectRunner', 'PrismRunner')
+
+
+def is_local_runner(options: PipelineOptions):
+  """True when the job runs in this process tree (not on Dataflow & co.)."""
+  runner = options.view_as(StandardOptions).runner
+  name = runner if isinstance(runner, str) else type(runner).__name__
+  return runner is None or name.split('.')[-1] in _LOCAL_RUNNERS
+
+
 def main(run, argv=None):
   """Calls `run(argv)`, turning UsageError into one line on stderr + exit 2.
 

@@ -208,7 +208,8 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
     dead.append(keyed.dead_letter)
     unique = keyed.main
   if not args.allow_duplicate_keys:
-    deduped = unique | 'Deduplicate keys' >> keys.DeduplicateKeys()
+    deduped = unique | 'Deduplicate keys' >> keys.DeduplicateKeys(
+        bucketed=launch.is_local_runner(pipeline.options))
     unique = deduped.main
     dead.append(deduped.dead_letter)
   valid = unique | 'Validate text' >> ValidateFeatures(

@@ -258,3 +258,12 @@ def test_prediction_log_samples_the_same_keys_on_every_run(
     assert json.loads(row['raw_prediction']) == {
         'predictions': [predictions[row['key']]]}
     assert row['groundtruth'] is None and row['time'].endswith('Z')
+
+
+def test_local_and_distributed_runners_are_told_apart():
+  from apache_beam.options.pipeline_options import PipelineOptions
+  for runner in ('FnApiRunner', 'DirectRunner', 'BundleBasedDirectRunner'):
+    assert launch.is_local_runner(PipelineOptions(['--runner', runner]))
+  assert launch.is_local_runner(PipelineOptions([]))
+  assert not launch.is_local_runner(
+      PipelineOptions(['--runner', 'DataflowRunner']))

@@ -38,6 +38,10 @@ def test_batch_predict_job_with_setup_file(
       '--setup_file', './setup.py', '--job_name', 'batch-predict-20261125'])
   assert BATCH_PREDICT_STAGES <= built.transform_names
   assert any(n.startswith('RunInference/') for n in built.transform_names)
+  # On Dataflow duplicates are found per key (memory bounded by one key's
+  # records), not through the local runners' hash buckets.
+  assert 'Deduplicate keys/As lists' in built.transform_names
+  assert 'Deduplicate keys/Bucket keys' not in built.transform_names
   assert built.job.name == 'batch-predict-20261125'
   assert built.job.type_.name == 'JOB_TYPE_BATCH'
   [image] = built.container_images

@@ -16,14 +16,14 @@ PAIRS = ([(f'k{i}', {'key': f'k{i}', 'text': f't{i}'}) for i in range(3000)] +
           ('k2999', {'key': 'k2999', 'text': 'zzz'})])
 
 
-def _dedup(pairs, windowed=False):
+def _dedup(pairs, windowed=False, bucketed=True):
   with TestPipeline(runner='FnApiRunner') as p:
     keyed = p | beam.Create(pairs, reshuffle=False)
     if windowed:
       keyed = (keyed
                | beam.Map(lambda kv: window.TimestampedValue(kv, 1))
                | beam.WindowInto(window.FixedWindows(60)))
-    out = keyed | keys.DeduplicateKeys()
+    out = keyed | keys.DeduplicateKeys(bucketed=bucketed)
     kept = {k: r['text'] for k, r in
             ((f'k{i}', {'text': f't{i}'}) for i in range(3000))}
     kept['k7'] = 'a first'  # the smallest canonical JSON of the three
@@ -48,3 +48,9 @@ def test_keeps_the_same_record_per_key_in_any_order(monkeypatch):
 
 def test_windowed_input_is_grouped_by_key_per_window():
   _dedup(PAIRS, windowed=True)
+
+
+def test_per_key_grouping_for_distributed_runners_keeps_the_same_records():
+  shuffled = list(PAIRS)
+  random.Random(3).shuffle(shuffled)
+  _dedup(shuffled, bucketed=False)

@@ -154,10 +154,22 @@ class _KeepFirst(beam.DoFn):
 
 
 class DeduplicateKeys(beam.PTransform):
-  """(key, record) -> one (key, record) per key, duplicates dead-lettered."""
+  """(key, record) -> one (key, record) per key, duplicates dead-lettered.
+
+  bucketed: in the global window, shuffle records in lists per hash bucket
+  instead of one element per record. That is what a local runner's Python
+  shuffle needs to be fast; but each bucket's records are then held in
+  memory together, so on a distributed runner (whose shuffle is cheap per
+  element and whose inputs can be huge) pipelines pass bucketed=False and
+  memory stays bounded by the records of one key.
+  """
+
+  def __init__(self, bucketed=True):
+    super().__init__()
+    self._bucketed = bucketed
 
   def expand(self, keyed):
-    if isinstance(keyed.windowing.windowfn, GlobalWindows):
+    if self._bucketed and isinstance(keyed.windowing.windowfn, GlobalWindows):
       lists = keyed | 'Bucket keys' >> beam.ParDo(_BufferByBucket())
     else:
       lists = keyed | 'As lists' >> beam.Map(lambda pair: (pair[0], [pair]))
