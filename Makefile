@@ -74,7 +74,7 @@ two-phase-demo: two-phase-models
 # The Pub/Sub emulator ships with the machine's Google Cloud CLI; pytest
 # fixtures start and stop every stand-in (tests/harness/).
 test: model standins
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --timeout 900 tests
 
 # Re-pin the transitive dependencies after changing requirements.txt.
 constraints: setup
