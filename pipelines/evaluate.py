@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
@@ -148,6 +149,7 @@ def validate(options):
     if files and table:
       raise launch.UsageError(f'--{flag}', f'give --{flag} or --{flag}_table, '
                               'not both')
+    file_inputs.check_patterns(file_inputs.split_list(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
   if not 0.0 <= options.threshold <= 1.0:

@@ -42,15 +42,16 @@ def patterns_of(args):
   return [p for value in args.input or () for p in split_list(value)]
 
 
-def check_patterns(patterns):
-  """Every pattern must match at least one file (local or gs://)."""
+def check_patterns(patterns, flag='--input'):
+  """Every pattern must match at least one file (local or gs://): a missing
+  input is one line naming `flag`, not a traceback from inside the read."""
   for pattern in patterns:
     try:
       matched = FileSystems.match([pattern])[0].metadata_list
     except Exception as e:  # pylint: disable=broad-except
-      raise launch.UsageError('--input', f'cannot list {pattern!r}: {e}')
+      raise launch.UsageError(flag, f'cannot list {pattern!r}: {e}')
     if not matched:
-      raise launch.UsageError('--input', f'no files match {pattern!r}')
+      raise launch.UsageError(flag, f'no files match {pattern!r}')
 
 
 def resolve_format(args, patterns):

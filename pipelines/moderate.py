@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
@@ -191,6 +192,8 @@ def validate(o):
       knowledge_graph.AliasTable(knowledge_graph.read_rows(o.alias_table))
     except (OSError, ValueError) as e:
       raise launch.UsageError('--alias_table', str(e)) from e
+  if not streaming:  # last: the flag checks above need no file system
+    file_inputs.check_patterns(file_inputs.split_list(o.input))
   return 'streaming' if streaming else 'batch'
 
 

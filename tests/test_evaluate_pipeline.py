@@ -124,3 +124,13 @@ def test_bad_flags_fail_while_constructing(world, extra, flag):
 def test_missing_required_flag_exits_with_usage_code(capsys):
   assert launch.main(evaluate.run, ['--output', 'x']) == launch.EXIT_USAGE
   assert '--predictions: is required' in capsys.readouterr().err
+
+
+def test_missing_input_files_are_one_line_naming_the_flag(tmp_path, capsys):
+  labels = _write(tmp_path / 'g.jsonl', [])
+  code = launch.main(evaluate.run, [
+      '--predictions', str(tmp_path / 'none-*.jsonl'),
+      '--ground_truth', labels, '--output', str(tmp_path / 'out')])
+  err = capsys.readouterr().err
+  assert code == launch.EXIT_USAGE
+  assert '--predictions: no files match' in err and 'Traceback' not in err

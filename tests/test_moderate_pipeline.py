@@ -64,6 +64,7 @@ def test_batch_replay_decides_every_comment_like_the_sorted_rule(tmp_path):
      '--entity_types'),
     (['--input', 'a', '--output', 'x', '--timestamp_attribute', 'ts'],
      '--timestamp_attribute'),
+    (['--input', 'no/such/comments*.jsonl', '--output', 'x'], '--input'),
     (['--input', 'a', '--output', 'x', '--alias_table', '/nonexistent.tsv'],
      '--alias_table'),
 ])
