@@ -17,11 +17,10 @@ import threading
 
 import numpy as np
 
+from models.process_cache import load_once
 from models.tokenizer import Tokenizer
 
 DEFAULT_BATCH_SIZE = 512
-_CACHE = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def tokenizer_path(tflite_path):
@@ -43,11 +42,7 @@ def _read_bytes(path):
 
 def load(tflite_path):
   """Returns the process-wide LitePredictor for `tflite_path`, loading it once."""
-  with _CACHE_LOCK:
-    predictor = _CACHE.get(tflite_path)
-    if predictor is None:
-      predictor = _CACHE[tflite_path] = LitePredictor(tflite_path)
-    return predictor
+  return load_once(('tflite', tflite_path), lambda: LitePredictor(tflite_path))
 
 
 class LitePredictor:

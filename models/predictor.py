@@ -10,14 +10,11 @@ split the outputs back per instance".
 - Thread safe: concrete TF functions may be called concurrently.
 - JSON friendly: outputs come back as Python scalars, lists and str.
 """
-import threading
-
 import numpy as np
 
 from models import signatures as sigs
+from models.process_cache import load_once
 
-_CACHE = {}
-_CACHE_LOCK = threading.Lock()
 
 
 class InputError(ValueError):
@@ -26,11 +23,7 @@ class InputError(ValueError):
 
 def load(model_dir):
   """Returns the process-wide Predictor for `model_dir`, loading it once."""
-  with _CACHE_LOCK:
-    predictor = _CACHE.get(model_dir)
-    if predictor is None:
-      predictor = _CACHE[model_dir] = Predictor(model_dir)
-    return predictor
+  return load_once(('saved_model', model_dir), lambda: Predictor(model_dir))
 
 
 def _column_to_python(array):

