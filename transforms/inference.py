@@ -26,6 +26,28 @@ class InferenceFailure(typing.NamedTuple):
   error: str
 
 
+def predict_isolating_failures(batch, predict, model_version):
+  """PredictionResults for `batch`, one per record, whatever fails.
+
+  `predict(records)` returns one inference per record. A batch that raises
+  is bisected until the failing record is alone: it gets an InferenceFailure,
+  the rest of its batch still gets predictions. Every handler uses this, so
+  one bad record never costs its batch mates their predictions.
+  """
+  try:
+    inferences = predict(batch)
+  except Exception as e:  # pylint: disable=broad-except
+    if len(batch) == 1:
+      failure = InferenceFailure(f'{type(e).__name__}: {e}'[:2000])
+      return [PredictionResult(batch[0], failure, model_version)]
+    middle = len(batch) // 2
+    return (predict_isolating_failures(batch[:middle], predict, model_version)
+            + predict_isolating_failures(batch[middle:], predict,
+                                         model_version))
+  return [PredictionResult(record, inference, model_version)
+          for record, inference in zip(batch, inferences)]
+
+
 class SignatureModelHandler(ModelHandler):
   """RunInference handler: dict records in, {output name: value} out.
 
@@ -60,26 +82,17 @@ class SignatureModelHandler(ModelHandler):
     return predictor.load(self._model_dir)
 
   def run_inference(self, batch, model, inference_args=None):
-    return self._predict(list(batch), model)
+    return predict_isolating_failures(
+        list(batch), lambda records: self._predict(records, model),
+        self._model_version)
 
   def _predict(self, batch, model):
-    try:
-      outputs = model.predict_columns(
-          {name: [record[field] for record in batch]
-           for name, field in self._fields},
-          self._signature)
-    except Exception as e:  # pylint: disable=broad-except
-      if len(batch) == 1:
-        failure = InferenceFailure(f'{type(e).__name__}: {e}'[:2000])
-        return [PredictionResult(batch[0], failure, self._model_version)]
-      middle = len(batch) // 2
-      return (self._predict(batch[:middle], model) +
-              self._predict(batch[middle:], model))
+    outputs = model.predict_columns(
+        {name: [record[field] for record in batch]
+         for name, field in self._fields},
+        self._signature)
     names = list(outputs)
-    return [
-        PredictionResult(record, dict(zip(names, values)), self._model_version)
-        for record, values in zip(batch, zip(*outputs.values()))
-    ]
+    return [dict(zip(names, values)) for values in zip(*outputs.values())]
 
   def get_num_bytes(self, batch):
     """Bytes of the model inputs (Beam's default pickles the whole batch)."""

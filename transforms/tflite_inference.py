@@ -11,9 +11,8 @@ the SavedModel handler does: its batch mates still get scores and only that
 record carries an `InferenceFailure`.
 """
 from apache_beam.ml.inference.base import ModelHandler
-from apache_beam.ml.inference.base import PredictionResult
 
-from transforms.inference import InferenceFailure
+from transforms.inference import predict_isolating_failures
 
 DEFAULT_BATCH_SIZE = 512
 
@@ -43,21 +42,14 @@ class TFLiteTextModelHandler(ModelHandler):
     return lite_predictor.load(self._path)
 
   def run_inference(self, batch, model, inference_args=None):
-    return self._score(list(batch), model)
+    return predict_isolating_failures(
+        list(batch), lambda records: self._score(records, model),
+        self._model_version)
 
   def _score(self, batch, model):
-    try:
-      scores = model.predict_ids(
-          model.tokenizer.encode([record[self._field] for record in batch]))
-    except Exception as e:  # pylint: disable=broad-except
-      if len(batch) == 1:
-        failure = InferenceFailure(f'{type(e).__name__}: {e}'[:2000])
-        return [PredictionResult(batch[0], failure, self._model_version)]
-      middle = len(batch) // 2
-      return (self._score(batch[:middle], model) +
-              self._score(batch[middle:], model))
-    return [PredictionResult(record, float(score), self._model_version)
-            for record, score in zip(batch, scores.tolist())]
+    scores = model.predict_ids(
+        model.tokenizer.encode([record[self._field] for record in batch]))
+    return [float(score) for score in scores.tolist()]
 
   def get_num_bytes(self, batch):
     return sum(len(record[self._field]) for record in batch)
