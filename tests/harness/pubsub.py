@@ -11,10 +11,8 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
@@ -37,25 +35,11 @@ def emulator_jar():
   return jars[-1] if jars else None
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def _ready(host):
-  try:
-    with urllib.request.urlopen(f'http://{host}/', timeout=1) as r:
-      return r.status == 200
-  except OSError:
-    return False
-
-
 @contextlib.contextmanager
 def _running_emulator(jar, java, log_dir):
   """Starts the emulator, sets PUBSUB_EMULATOR_HOST, yields 'host:port';
   always stops it by its pid and restores the environment."""
-  host = f'127.0.0.1:{_free_port()}'
+  host = f'127.0.0.1:{standins.free_port()}'
   log = open(log_dir / 'emulator.log', 'wb')
   proc = subprocess.Popen(
       [java, '-jar', jar, '--host=127.0.0.1', f'--port={host.split(":")[1]}'],
@@ -63,7 +47,7 @@ def _running_emulator(jar, java, log_dir):
   previous = os.environ.get('PUBSUB_EMULATOR_HOST')
   try:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _ready(host):
+    while not standins.answers(f'http://{host}/'):
       if proc.poll() is not None or time.monotonic() > deadline:
         raise RuntimeError(f'Pub/Sub emulator did not start; see {log.name}')
       time.sleep(0.2)

@@ -70,7 +70,7 @@ def free_port():
     return s.getsockname()[1]
 
 
-def _answers(url):
+def answers(url):
   try:
     with urllib.request.urlopen(url, timeout=1) as response:
       return response.status == 200
@@ -91,7 +91,7 @@ def running(name, argv, ready_url, log_path, env=None):
       env={**os.environ, **(env or {})}, start_new_session=True)
   try:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _answers(ready_url):
+    while not answers(ready_url):
       if proc.poll() is not None or time.monotonic() > deadline:
         raise RuntimeError(
             f'{name} did not become ready at {ready_url}; see {log_path}')
