@@ -22,7 +22,6 @@ import sys
 import time
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -33,18 +32,26 @@ from pipelines import summary
 from transforms import bigquery_io
 from transforms import bigquery_schemas
 from transforms import keys
+from transforms import line_ranges
 from transforms import sinks
 from transforms import sources
+from transforms.dead_letter import DEAD_LETTER
+from transforms.dead_letter import Routed
 from transforms.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE
+from transforms.inference import ChunkModelHandler
 from transforms.inference import SignatureModelHandler
+from transforms.keyed_chunks import DUPLICATED
+from transforms.keyed_chunks import KeyAndValidateChunks
 from transforms.prediction_log import WritePredictionLog
-from transforms.predictions import FormatPredictions
-from transforms.predictions import LogEntries
+from transforms.predictions import LOG
+from transforms.predictions import FormatPredictionChunks
 from transforms.predictions import arrow_schema
 from transforms.predictions import avro_schema
 from transforms.predictions import stringify_passthrough
+from transforms.record_chunks import ChunkRecords
+from transforms.record_chunks import Unchunk
 
 
 def build_parser():
@@ -197,8 +204,56 @@ def validate(args):
   return patterns, input_format, signature, feature_map
 
 
+def _read_chunks(pipeline, args, patterns, input_format):
+  """Routed(chunks of dict records, dead letters) from files or BigQuery."""
+  if input_format in line_ranges.LINE_FORMATS:
+    return pipeline | 'Read' >> line_ranges.ReadLineChunks(
+        patterns, input_format, args.batch_size)
+  if patterns:
+    read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
+  else:
+    read = pipeline | 'Read' >> bigquery_io.ReadTable(
+        table=args.input_table, query=args.input_query)
+  return Routed(read.main | 'Chunk' >> ChunkRecords(args.batch_size),
+                read.dead_letter)
+
+
+def _duplicate_keys(pipeline, args, patterns, input_format, read, local):
+  """(key, count) of keys seen more than once. Line files are read a second
+  time for their keys alone: records then never wait for (or are held
+  until) the check. Other sources share the read, which the runner may
+  materialize."""
+  if input_format in line_ranges.LINE_FORMATS:
+    key_source = (pipeline | 'Read keys' >> line_ranges.ReadLineChunks(
+        patterns, input_format, args.batch_size, quiet=True)).main
+  else:
+    key_source = read.main
+  return key_source | 'Find duplicate keys' >> keys.FindDuplicateKeys(
+      args.key_field, args.attach_keys, bucketed=local)
+
+
+class _PredictChunks(beam.PTransform):
+  """Chunks of valid (key, record) -> FormatPredictionChunks' outputs."""
+
+  def __init__(self, handler, passthrough, model_name, input_fields):
+    super().__init__()
+    self._handler = handler
+    self._format = FormatPredictionChunks(passthrough, model_name, input_fields)
+
+  def expand(self, chunks):
+    return (chunks
+            | 'RunInference' >> RunInference(ChunkModelHandler(self._handler))
+            | 'Format' >> self._format)
+
+
 def build(pipeline, args, patterns, input_format, signature, feature_map):
-  """Composes the job on `pipeline`; returns the prediction records."""
+  """Composes the job on `pipeline`.
+
+  The hot path moves chunks of records (transforms.record_chunks): read ->
+  key and validate -> RunInference -> format -> write, fused into one stage
+  per worker. Records whose key is repeated take a side path (grouped,
+  one kept, validated) and rejoin as prediction lines before the sink.
+  """
   from models import signatures as sigs
   passthrough = file_inputs.split_list(args.passthrough_fields)
   handler = SignatureModelHandler(
@@ -207,48 +262,59 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
       model_version=args.model_version or sigs.default_model_version(
           args.model_dir),
       batch_size=args.batch_size)
-
-  if patterns:
-    read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
-  else:
-    read = pipeline | 'Read' >> bigquery_io.ReadTable(
-        table=args.input_table, query=args.input_query)
-  keyed = read.main | 'Attach keys' >> keys.AttachKeys(
-      args.key_field, args.attach_keys)
-  dead = [read.dead_letter, keyed.dead_letter]
-  unique = keyed.main
-  if not args.allow_duplicate_keys:
-    deduped = keyed.main | 'Deduplicate keys' >> keys.DeduplicateKeys(
-        bucketed=launch.is_local_runner(pipeline.options))
-    unique, dead = deduped.main, dead + [deduped.dead_letter]
-  valid = unique | 'Validate features' >> ValidateFeatures(
-      signature.inputs, feature_map, args.max_text_bytes)
-  inferred = valid.main | 'RunInference' >> RunInference(
-      KeyedModelHandler(handler))
-  predictions = inferred | 'Format' >> FormatPredictions(passthrough)
+  model_name = None
   if args.prediction_log:
     model_name = args.model_name or sigs.default_model_name(args.model_dir)
-    _ = (inferred
-         | 'Log entries' >> LogEntries(
-             model_name, {name: feature_map.get(name, name)
-                          for name in signature.inputs})
+  local = launch.is_local_runner(pipeline.options)
+
+  read = _read_chunks(pipeline, args, patterns, input_format)
+  duplicates = None
+  if not args.allow_duplicate_keys:
+    duplicates = _duplicate_keys(
+        pipeline, args, patterns, input_format, read, local)
+  checked = read.main | 'Key and validate' >> KeyAndValidateChunks(
+      args.key_field, args.attach_keys, signature.inputs, feature_map,
+      args.max_text_bytes, duplicates)
+  dead = [read.dead_letter, checked[DEAD_LETTER]]
+  valid = {'': checked.main}
+  if duplicates is not None:
+    deduped = checked[DUPLICATED] | 'Deduplicate keys' >> keys.DeduplicateKeys(
+        bucketed=local)
+    kept = deduped.main | 'Validate kept duplicates' >> ValidateFeatures(
+        signature.inputs, feature_map, args.max_text_bytes)
+    dead += [deduped.dead_letter, kept.dead_letter]
+    valid[' kept duplicates'] = kept.main | 'Chunk kept duplicates' >> (
+        ChunkRecords(args.batch_size))
+
+  input_fields = {name: feature_map.get(name, name) for name in signature.inputs}
+  formatted = [chunks | f'Predict{label}' >> _PredictChunks(
+      handler, passthrough, model_name, input_fields)
+               for label, chunks in valid.items()]
+  dead += [f[DEAD_LETTER] for f in formatted]
+  predictions = tuple(f.main for f in formatted)
+  if args.prediction_log:
+    _ = (tuple(f[LOG] for f in formatted)
+         | 'Log entries' >> beam.Flatten()
          | 'Write prediction log' >> WritePredictionLog(
              args.prediction_log, args.log_sample_rate))
-  dead += [valid.dead_letter, predictions.dead_letter]
 
   if args.output and args.output_format == 'jsonl':
-    _ = predictions.main | 'Write predictions' >> sinks.WriteRecords(
-        args.output, 'jsonl', None, args.num_shards)
+    _ = predictions | 'Write predictions' >> sinks.WriteJsonLineChunks(
+        args.output, args.num_shards)
   elif args.output:
     make_schema = avro_schema if args.output_format == 'avro' else arrow_schema
-    _ = (predictions.main
+    _ = (predictions
+         | 'Merge predictions' >> beam.Flatten()
+         | 'Prediction records' >> Unchunk()
          | 'Typed passthrough' >> beam.Map(stringify_passthrough, passthrough)
          | 'Write predictions' >> sinks.WriteRecords(
              args.output, args.output_format,
              make_schema(signature.outputs, passthrough), args.num_shards))
   if args.output_table:
     dead.append(
-        predictions.main
+        predictions
+        | 'Merge table predictions' >> beam.Flatten()
+        | 'Table records' >> Unchunk()
         | 'Table passthrough' >> beam.Map(stringify_passthrough, passthrough)
         | 'Write predictions table' >> bigquery_io.WriteTable(
             args.output_table,
@@ -263,7 +329,6 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   else:
     _ = all_dead | 'Write dead letters' >> sinks.WriteDeadLetters(
         dead_letter_prefix(args))
-  return predictions.main
 
 
 def _dead_letter_table(args):

@@ -32,9 +32,10 @@ def add_arguments(parser):
       'key from the record content, for inputs without client keys.')
   parser.add_argument(
       '--allow_duplicate_keys', **launch.SWITCH,
-      help='Skip the duplicate-key check (saves a shuffle when keys are known '
-      'to be unique). By default every occurrence of a key after the first '
-      'goes to the dead letter.')
+      help='Skip the duplicate-key check (saves a pass over the keys and a '
+      'shuffle when keys are known to be unique). By default one record per '
+      'key is kept, the same on every run, and every other occurrence goes '
+      'to the dead letter.')
 
 
 def patterns_of(args):

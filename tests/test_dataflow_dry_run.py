@@ -27,9 +27,14 @@ def batch_predict_argv(tmp_path, tiny_model_dir):
 
 
 BATCH_PREDICT_STAGES = {
-    'Read', 'Attach keys', 'Deduplicate keys', 'Validate features',
-    'RunInference', 'Format', 'Write predictions', 'All dead letters',
-    'Write dead letters'}
+    'Read', 'Read keys', 'Find duplicate keys', 'Key and validate',
+    'Deduplicate keys', 'Validate kept duplicates', 'Predict',
+    'Predict/RunInference', 'Predict/Format', 'Predict kept duplicates',
+    'Write predictions', 'All dead letters', 'Write dead letters'}
+
+DUPLICATE_STAGES = {
+    'Read keys', 'Find duplicate keys', 'Deduplicate keys',
+    'Validate kept duplicates', 'Predict kept duplicates'}
 
 
 def test_batch_predict_job_with_setup_file(
@@ -37,9 +42,13 @@ def test_batch_predict_job_with_setup_file(
   built = build_dataflow_job(batch_predict.run, batch_predict_argv + [
       '--setup_file', './setup.py', '--job_name', 'batch-predict-20261125'])
   assert BATCH_PREDICT_STAGES <= built.transform_names
-  assert any(n.startswith('RunInference/') for n in built.transform_names)
-  # On Dataflow duplicates are found per key (memory bounded by one key's
-  # records), not through the local runners' hash buckets.
+  assert any(n.startswith('Predict/RunInference/')
+             for n in built.transform_names)
+  # On Dataflow duplicates are found per key (a combiner over keys; memory
+  # bounded by one key's records), not through the local runners' hash
+  # buckets.
+  assert 'Find duplicate keys/Count per key' in built.transform_names
+  assert 'Find duplicate keys/Keys by bucket' not in built.transform_names
   assert 'Deduplicate keys/As lists' in built.transform_names
   assert 'Deduplicate keys/Bucket keys' not in built.transform_names
   assert built.job.name == 'batch-predict-20261125'
@@ -55,8 +64,8 @@ def test_batch_predict_job_on_the_template_image(
       '--sdk_container_image', image, '--allow_duplicate_keys=true'])
   assert image in ''.join(built.container_images)
   # The switch, passed the way a Flex Template passes it, took effect.
-  assert 'Deduplicate keys' not in built.transform_names
-  assert BATCH_PREDICT_STAGES - {'Deduplicate keys'} <= built.transform_names
+  assert BATCH_PREDICT_STAGES - DUPLICATE_STAGES <= built.transform_names
+  assert not DUPLICATE_STAGES & built.transform_names
 
 
 def test_moderate_streams_over_pubsub_on_dataflow(build_dataflow_job):

@@ -48,28 +48,42 @@ def _problem(value, spec, max_text_bytes):
   return None
 
 
+def feature_checks(input_specs, feature_map):
+  """[(input name, record field, spec)]: what feature_problem checks."""
+  return [(name, feature_map.get(name, name), spec)
+          for name, spec in input_specs.items()]
+
+
+def feature_problem(record, checks, max_text_bytes):
+  """(reason, detail) for the first feature that cannot feed the signature,
+  or None when the record is valid. One rule for every path that validates
+  (record by record in ValidateFeatures, a chunk at a time in
+  transforms.record_chunks)."""
+  for name, field, spec in checks:
+    value = record.get(field)
+    if value is None:
+      return ('missing_feature',
+              f'field {field!r} (signature input {name!r}) is missing')
+    problem = _problem(value, spec, max_text_bytes)
+    if problem:
+      return problem[0], f'field {field!r}: {problem[1]}'
+  return None
+
+
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
 class _ValidateFeatures(beam.DoFn):
 
   def __init__(self, input_specs, feature_map, max_text_bytes):
-    self._checks = [(name, feature_map.get(name, name), spec)
-                    for name, spec in input_specs.items()]
+    self._checks = feature_checks(input_specs, feature_map)
     self._max = max_text_bytes
     self._valid = Metrics.counter(STAGE, 'valid')
 
   def process(self, element):
     key, record = element
-    for name, field, spec in self._checks:
-      value = record.get(field)
-      if value is None:
-        yield reject(key, STAGE, 'missing_feature', record,
-                     f'field {field!r} (signature input {name!r}) is missing')
-        return
-      problem = _problem(value, spec, self._max)
-      if problem:
-        reason, detail = problem
-        yield reject(key, STAGE, reason, record, f'field {field!r}: {detail}')
-        return
+    problem = feature_problem(record, self._checks, self._max)
+    if problem:
+      yield reject(key, STAGE, problem[0], record, problem[1])
+      return
     self._valid.inc()
     yield element
 

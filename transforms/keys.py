@@ -39,6 +39,24 @@ def content_hash_key(record):
   return hashlib.sha256(canonical_json(record).encode('utf-8')).hexdigest()[:32]
 
 
+def key_of(record, key_field, mode):
+  """(key, None) for a record with a usable key, else (None, why not).
+
+  One definition of a usable key for every path that keys records (one by
+  one in AttachKeys, a chunk at a time in transforms.record_chunks)."""
+  if mode == CONTENT_HASH:
+    return content_hash_key(record), None
+  key = record.get(key_field)
+  if isinstance(key, bool) or not isinstance(key, (str, int)):
+    problem = ('missing' if key is None else
+               f'not a string or integer ({type(key).__name__})')
+    return None, f'key field {key_field!r} is {problem}'
+  key = str(key)
+  if not key.strip():
+    return None, f'key field {key_field!r} is empty'
+  return key, None
+
+
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
 class _AttachKeys(beam.DoFn):
 
@@ -48,21 +66,10 @@ class _AttachKeys(beam.DoFn):
     self._keyed = Metrics.counter(STAGE, 'keyed')
 
   def process(self, record):
-    if self._mode == CONTENT_HASH:
-      key = content_hash_key(record)
-    else:
-      key = record.get(self._key_field)
-      if isinstance(key, bool) or not isinstance(key, (str, int)):
-        problem = ('missing' if key is None else
-                   f'not a string or integer ({type(key).__name__})')
-        yield reject(None, STAGE, 'missing_key', record,
-                     f'key field {self._key_field!r} is {problem}')
-        return
-      key = str(key)
-      if not key.strip():
-        yield reject(None, STAGE, 'missing_key', record,
-                     f'key field {self._key_field!r} is empty')
-        return
+    key, problem = key_of(record, self._key_field, self._mode)
+    if problem:
+      yield reject(None, STAGE, 'missing_key', record, problem)
+      return
     self._keyed.inc()
     yield key, record
 
@@ -176,3 +183,68 @@ class DeduplicateKeys(beam.PTransform):
     return (lists
             | 'Group' >> beam.GroupByKey()
             | 'Keep first' >> RoutedParDo(_KeepFirst()))
+
+
+class _KeysByBucket(beam.DoFn):
+  """Chunks of records -> (bucket, [key, ...]) per bundle; keyless records
+  are skipped (the main pass dead-letters them)."""
+
+  def __init__(self, key_field, mode):
+    self._key_field, self._mode = key_field, mode
+
+  def start_bundle(self):
+    self._buffer, self._size = collections.defaultdict(list), 0
+
+  def process(self, chunk):
+    for record in chunk:
+      key, _ = key_of(record, self._key_field, self._mode)
+      if key is not None:
+        self._buffer[bucket_of(key)].append(key)
+    self._size += len(chunk)
+    if self._size >= MAX_BUFFERED:
+      yield from self.finish_bundle()
+      self._buffer, self._size = collections.defaultdict(list), 0
+
+  def finish_bundle(self):
+    for bucket, bucket_keys in self._buffer.items():
+      yield GlobalWindows.windowed_value((bucket, bucket_keys))
+
+
+def _repeated_in_bucket(element):
+  _, lists = element
+  counts = collections.Counter(key for bucket_keys in lists
+                               for key in bucket_keys)
+  return [(key, n) for key, n in counts.items() if n > 1]
+
+
+class FindDuplicateKeys(beam.PTransform):
+  """Chunks of records (global window) -> (key, occurrences) for every key
+  seen more than once.
+
+  Only keys travel, not records: the pipeline then lets the records of
+  unique keys, nearly all of them, go straight on (fused with reading, never
+  shuffled) and sends only the records of these keys through
+  DeduplicateKeys. bucketed: as in DeduplicateKeys, lists of keys per hash
+  bucket for a local runner's shuffle; a distributed runner counts per key
+  (a combiner), so no worker holds a bucket's keys.
+  """
+
+  def __init__(self, key_field='key', mode=FROM_FIELD, bucketed=True):
+    super().__init__()
+    self._key_field, self._mode, self._bucketed = key_field, mode, bucketed
+
+  def expand(self, chunks):
+    if self._bucketed:
+      return (chunks
+              | 'Keys by bucket' >> beam.ParDo(
+                  _KeysByBucket(self._key_field, self._mode))
+              | 'Group buckets' >> beam.GroupByKey()
+              | 'Repeated keys' >> beam.FlatMap(_repeated_in_bucket))
+    key_field, mode = self._key_field, self._mode
+    return (chunks
+            | 'Keys' >> beam.FlatMap(
+                lambda chunk: [(key, 1) for key, _ in (
+                    key_of(r, key_field, mode) for r in chunk)
+                               if key is not None])
+            | 'Count per key' >> beam.CombinePerKey(sum)
+            | 'Repeated keys' >> beam.Filter(lambda pair: pair[1] > 1))

@@ -12,6 +12,7 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 from transforms.inference import InferenceFailure
@@ -35,6 +36,29 @@ class _UtcClock:
     return self._text
 
 
+def prediction_record(key, result, passthrough_fields, predicted_at):
+  """The output record of one successful (key, PredictionResult)."""
+  out = {'key': key, 'model_version': result.model_id,
+         'predictions': result.inference, 'predicted_at': predicted_at}
+  for field in passthrough_fields:
+    out[field] = json_safe(result.example.get(field))
+  return out
+
+
+def log_entry(result, model_name, input_fields, logged_at):
+  """The prediction-log entry of one successful PredictionResult;
+  input_fields: ((signature input, record field), ...)."""
+  return {
+      'instance': {name: result.example[field] for name, field in input_fields},
+      'prediction': result.inference, 'model': model_name,
+      'model_version': result.model_id, 'time': logged_at}
+
+
+def _failed(key, result):
+  return reject(key, STAGE, 'inference_failed', result.example,
+                result.inference.error)
+
+
 class _FormatPrediction(beam.DoFn):
 
   def __init__(self, passthrough_fields):
@@ -47,16 +71,10 @@ class _FormatPrediction(beam.DoFn):
   def process(self, element):
     key, result = element
     if isinstance(result.inference, InferenceFailure):
-      yield reject(key, STAGE, 'inference_failed', result.example,
-                   result.inference.error)
+      yield _failed(key, result)
       return
-    out = {'key': key, 'model_version': result.model_id,
-           'predictions': result.inference,
-           'predicted_at': self._clock.now()}
-    for field in self._passthrough:
-      out[field] = json_safe(result.example.get(field))
     self._predicted.inc()
-    yield out
+    yield prediction_record(key, result, self._passthrough, self._clock.now())
 
 
 class FormatPredictions(beam.PTransform):
@@ -86,11 +104,7 @@ class _LogEntry(beam.DoFn):
     key, result = element
     if isinstance(result.inference, InferenceFailure):
       return
-    yield key, {
-        'instance': {name: result.example[field]
-                     for name, field in self._fields},
-        'prediction': result.inference, 'model': self._model,
-        'model_version': result.model_id, 'time': self._clock.now()}
+    yield key, log_entry(result, self._model, self._fields, self._clock.now())
 
 
 class LogEntries(beam.PTransform):
@@ -105,6 +119,55 @@ class LogEntries(beam.PTransform):
 
   def expand(self, results):
     return results | beam.ParDo(self._fn)
+
+
+LOG = 'log'
+
+
+class _FormatPredictionChunk(beam.DoFn):
+
+  def __init__(self, passthrough_fields, model_name, input_fields):
+    self._passthrough = tuple(passthrough_fields or ())
+    self._model = model_name
+    self._fields = tuple((input_fields or {}).items())
+    self._predicted = Metrics.counter('output', 'predictions')
+
+  def setup(self):
+    self._clock = _UtcClock()
+
+  def process(self, chunk):
+    now, out = self._clock.now(), []
+    for key, result in chunk:
+      if isinstance(result.inference, InferenceFailure):
+        yield _failed(key, result)
+        continue
+      out.append(prediction_record(key, result, self._passthrough, now))
+      if self._model:
+        yield beam.pvalue.TaggedOutput(
+            LOG, (key, log_entry(result, self._model, self._fields, now)))
+    if out:
+      self._predicted.inc(len(out))
+      yield out
+
+
+class FormatPredictionChunks(beam.PTransform):
+  """Chunks of (key, PredictionResult) -> outputs `main` (chunks of output
+  records), `dead_letter` (model failures) and, when model_name is given,
+  `log` ((key, entry) for WritePredictionLog, one per prediction).
+
+  The chunk-at-a-time FormatPredictions + LogEntries of the batch job's hot
+  path (transforms.record_chunks says why); same records, same counter.
+  """
+
+  def __init__(self, passthrough_fields=(), model_name=None,
+               input_fields=None):
+    super().__init__()
+    self._fn = _FormatPredictionChunk(passthrough_fields, model_name,
+                                      input_fields)
+
+  def expand(self, chunks):
+    return chunks | beam.ParDo(self._fn).with_outputs(
+        DEAD_LETTER, LOG, main='main')
 
 
 _AVRO_TYPES = {'string': 'string', 'bool': 'boolean', 'float16': 'float',

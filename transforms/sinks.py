@@ -64,6 +64,33 @@ class WriteRecords(beam.PTransform):
         num_shards=self._num_shards)
 
 
+def _json_lines(chunk):
+  return '\n'.join(_to_json(record) for record in chunk)
+
+
+class WriteJsonLineChunks(beam.PTransform):
+  """WriteRecords(prefix, 'jsonl') for chunks of records
+  (transforms.record_chunks), from one PCollection or a tuple of them: the
+  same files. Each chunk becomes one string of lines before any merge, so
+  the text sink (which writes each element and a newline) and a runner
+  materializing the merge handle one element per chunk."""
+
+  def __init__(self, prefix, num_shards=0):
+    super().__init__()
+    self._prefix, self._num_shards = prefix, num_shards
+
+  def expand(self, chunks):
+    parts = chunks if isinstance(chunks, tuple) else (chunks,)
+    lines = tuple(part | f'To JSON lines {i}' >> beam.Map(_json_lines)
+                  for i, part in enumerate(parts))
+    if len(lines) > 1:
+      lines = lines | 'Merge' >> beam.Flatten()
+    else:
+      lines = lines[0]
+    return lines | 'Write JSONL' >> beam.io.WriteToText(
+        self._prefix, file_name_suffix='.jsonl', num_shards=self._num_shards)
+
+
 class _CountDeadLetters(beam.DoFn):
 
   def __init__(self):

@@ -48,7 +48,8 @@ def infer_format(pattern):
   return _EXTENSIONS.get(os.path.splitext(base)[1].lower())
 
 
-def _count():
+def records_counter():
+  """The `read/records` counter: every record read, decoded or not."""
   return Metrics.counter(STAGE, RECORDS)
 
 
@@ -62,27 +63,34 @@ def _loads(line):
     return json.loads(line)
 
 
+def parse_json_line(line):
+  """(record, None) for a line holding one JSON object, else (None, why not).
+  `line` is str or UTF-8 bytes."""
+  try:
+    record = _loads(line)
+  except ValueError as e:  # also UnicodeDecodeError, for bytes
+    return None, f'invalid JSON: {e}'
+  if not isinstance(record, dict):
+    return None, f'expected a JSON object, got {type(record).__name__}'
+  return record, None
+
+
 class _ParseJsonLines(beam.DoFn):
   def __init__(self):
-    self._records = _count()
+    self._records = records_counter()
 
   def process(self, line):
     self._records.inc()
-    try:
-      record = _loads(line)
-    except ValueError as e:
-      yield reject(None, STAGE, 'unparseable', line, f'invalid JSON: {e}')
-      return
-    if not isinstance(record, dict):
-      yield reject(None, STAGE, 'unparseable', line,
-                   f'expected a JSON object, got {type(record).__name__}')
+    record, problem = parse_json_line(line)
+    if problem:
+      yield reject(None, STAGE, 'unparseable', line, problem)
       return
     yield record
 
 
 class _TextLines(beam.DoFn):
   def __init__(self):
-    self._records = _count()
+    self._records = records_counter()
 
   def process(self, line):
     self._records.inc()
@@ -93,7 +101,7 @@ class _CountDicts(beam.DoFn):
   """Counts records from decoders that already yield dicts (Avro, Parquet)."""
 
   def __init__(self):
-    self._records = _count()
+    self._records = records_counter()
 
   def process(self, record):
     self._records.inc()
@@ -105,7 +113,7 @@ class _ParseCsvFile(beam.DoFn):
   the header are schema mismatches and go to the dead letter."""
 
   def __init__(self):
-    self._records = _count()
+    self._records = records_counter()
 
   def process(self, readable_file):
     path = readable_file.metadata.path
@@ -131,7 +139,7 @@ class _ParseTFExample(beam.DoFn):
   """
 
   def __init__(self):
-    self._records = _count()
+    self._records = records_counter()
 
   def setup(self):
     from tensorflow.core.example import example_pb2

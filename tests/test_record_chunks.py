@@ -1,0 +1,156 @@
+"""The chunked hot path of batch serving gives what the per-record transforms
+give: same keys, same checks, same dead letters, same duplicates."""
+import collections
+import random
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+from apache_beam.transforms import window
+
+from models import predictor
+from models.signatures import TensorSpec
+from transforms import features
+from transforms import keys
+from transforms.dead_letter import DEAD_LETTER
+from transforms.inference import ChunkModelHandler
+from transforms.inference import SignatureModelHandler
+from transforms.keyed_chunks import DUPLICATED
+from transforms.keyed_chunks import KeyAndValidateChunks
+from transforms.record_chunks import ChunkRecords
+from transforms.record_chunks import Unchunk
+
+SPECS = {'reviews': TensorSpec('string', (-1,)),
+         'stars': TensorSpec('float32', (-1,))}
+FEATURES = {'reviews': 'text'}
+
+
+def _records(seed=0, n=300):
+  rng = random.Random(seed)
+  records = []
+  for i in range(n):
+    record = {'key': f'k{rng.randrange(n * 2)}', 'text': f'text {i}',
+              'stars': float(i % 5)}
+    kind = rng.randrange(12)
+    if kind == 0:
+      del record['key']
+    elif kind == 1:
+      record['key'] = ' '
+    elif kind == 2:
+      record['text'] = ''
+    elif kind == 3:
+      record['stars'] = 'five'
+    elif kind == 4:
+      del record['text']
+    elif kind == 5:
+      record['text'] = 'x' * 50
+    records.append(record)
+  return records
+
+
+def _per_record(records, duplicated):
+  """What AttachKeys then ValidateFeatures give, record by record (their
+  DoFns called directly): (main, duplicated, dead letters)."""
+  attach = keys._AttachKeys('key', keys.FROM_FIELD)  # pylint: disable=protected-access
+  validate = features._ValidateFeatures(SPECS, FEATURES, 20)  # pylint: disable=protected-access
+  main, dups, dead = [], [], []
+  for record in records:
+    for out in attach.process(record):
+      if isinstance(out, beam.pvalue.TaggedOutput):
+        dead.append(out.value)
+      elif out[0] in duplicated:
+        dups.append(out)
+      else:
+        for checked in validate.process(out):
+          if isinstance(checked, beam.pvalue.TaggedOutput):
+            dead.append(checked.value)
+          else:
+            main.append(checked)
+  return main, dups, dead
+
+
+def _at_most(size):
+  def check(sizes):
+    assert sizes and max(sizes) <= size, sizes
+  return check
+
+
+def _pair(kv):
+  return kv[0], repr(sorted(kv[1].items()))
+
+
+def _dead(d):
+  return d['key'], d['stage'], d['reason'], d.get('error'), repr(d['raw'])
+
+
+def test_key_and_validate_chunks_match_attach_keys_then_validate():
+  records = _records()
+  seen = collections.Counter(r.get('key') for r in records)
+  duplicated = {k: n for k, n in seen.items()
+                if n > 1 and isinstance(k, str) and k.strip()}
+  assert duplicated and len(duplicated) < len(records) // 2
+  main, dups, dead = _per_record(records, duplicated)
+  assert main and dead
+  with TestPipeline(runner='FnApiRunner') as p:
+    counts = p | 'Counts' >> beam.Create(sorted(duplicated.items()))
+    chunked = (p
+               | beam.Create(records)
+               | ChunkRecords(7)
+               | KeyAndValidateChunks('key', keys.FROM_FIELD, SPECS, FEATURES,
+                                      20, counts))
+    assert_that(chunked.main | beam.Map(len), _at_most(7), label='sizes')
+    assert_that(chunked.main | Unchunk() | 'Main' >> beam.Map(_pair),
+                equal_to([_pair(kv) for kv in main]), label='main')
+    assert_that(chunked[DUPLICATED] | 'Dups' >> beam.Map(_pair),
+                equal_to([_pair(kv) for kv in dups]), label='dups')
+    assert_that(chunked[DEAD_LETTER] | 'Dead' >> beam.Map(_dead),
+                equal_to([_dead(d) for d in dead]), label='dead')
+
+
+def test_find_duplicate_keys_bucketed_and_per_key_agree(monkeypatch):
+  monkeypatch.setattr(keys, 'MAX_BUFFERED', 50)  # several lists per bucket
+  records = _records(seed=3, n=2000)
+  seen = collections.Counter(r.get('key') for r in records)
+  expected = sorted((k, n) for k, n in seen.items()
+                    if n > 1 and isinstance(k, str) and k.strip())
+  assert len(expected) > 100
+  for bucketed in (True, False):
+    with TestPipeline(runner='FnApiRunner') as p:
+      found = (p
+               | beam.Create(records)
+               | ChunkRecords(64)
+               | keys.FindDuplicateKeys('key', keys.FROM_FIELD, bucketed))
+      assert_that(found, equal_to(expected))
+
+
+def test_chunks_keep_windows_outside_the_global_window():
+  with TestPipeline(runner='FnApiRunner') as p:
+    chunks = (p
+              | beam.Create(range(10))
+              | beam.Map(lambda i: window.TimestampedValue(i, i * 60))
+              | beam.WindowInto(window.FixedWindows(60))
+              | ChunkRecords(4))
+    assert_that(chunks, equal_to([[i] for i in range(10)]))
+
+
+def test_run_inference_over_chunks_keeps_keys_with_their_predictions(
+    tiny_model_dir):
+  texts = [f'great film {i}' if i % 2 else f'awful film {i}' for i in range(50)]
+  expected = [o['positive_review_probability']
+              for o in predictor.load(tiny_model_dir).predict(texts)]
+  pairs = [(f'k{i}', {'text': t}) for i, t in enumerate(texts)]
+  chunks = [pairs[i:i + 16] for i in range(0, len(pairs), 16)]
+  handler = ChunkModelHandler(SignatureModelHandler(
+      tiny_model_dir, ['reviews'], feature_map=FEATURES, model_version='v'))
+  with TestPipeline(runner='FnApiRunner') as p:
+    results = p | beam.Create(chunks) | RunInference(handler)
+    assert_that(results | 'Sizes' >> beam.Map(len),
+                equal_to([16, 16, 16, 2]), label='one out per chunk')
+    assert_that(
+        results | Unchunk() | beam.Map(lambda kv: (
+            kv[0], round(float(kv[1].inference['positive_review_probability']), 5),
+            kv[1].model_id)),
+        equal_to([(f'k{i}', round(float(p_), 5), 'v')
+                  for i, p_ in enumerate(expected)]))
