@@ -12,8 +12,10 @@
            does not support)
   ours     pipelines.batch_predict end to end (read, key, de-duplicate,
            validate, infer, format, write), one process, default flags
-  ours_2w  the same with --direct_num_workers=2
-           --direct_running_mode=multi_processing
+  ours_2w  the same with --direct_num_workers=2 (which batch_predict runs
+           as two worker threads in one process: pipelines/launch.py)
+  ours_2p  the same with --direct_num_workers=2
+           --direct_running_mode=multi_processing (two worker processes)
 
 Same model, same data, same batch size. Every variant runs in a fresh
 process; rates count from pipeline construction (or, for `raw`, from the
@@ -23,7 +25,7 @@ Variants are interleaved (rotated each repeat) because the machine may be
 shared; the table shows medians.
 
   python -m benchmarks.batch_inference [--sizes 20000,200000,1000000]
-      [--repeats 2] [--repeats_1m 1] [--variants raw,stock,ours,ours_2w]
+      [--repeats 2] [--repeats_1m 1] [--variants raw,stock,ours,ours_2w,ours_2p]
 
 The last line printed is one JSON object with the figures.
 """
@@ -38,7 +40,11 @@ import time
 from benchmarks import common
 
 MODEL_DIR = 'data/models/sentiment/1'
-VARIANTS = ('raw', 'stock', 'ours', 'ours_2w')
+VARIANTS = ('raw', 'stock', 'ours', 'ours_2w', 'ours_2p')
+WORKER_FLAGS = {
+    'ours': [], 'ours_2w': ['--direct_num_workers=2'],
+    'ours_2p': ['--direct_num_workers=2',
+                '--direct_running_mode=multi_processing']}
 TARGETS = {'ours/raw at 200k': 0.8, 'ours/stock': 2.0, 'ours_2w/ours': 1.6}
 
 
@@ -98,14 +104,11 @@ def child_stock(pattern, batch_size, model_dir, output):
   return {'elapsed_s': time.time() - started}
 
 
-def child_ours(pattern, batch_size, model_dir, output, workers):
+def child_ours(pattern, batch_size, model_dir, output, worker_flags):
   from pipelines import batch_predict
   argv = ['--input', pattern, '--feature_map', 'reviews=text',
           '--model_dir', model_dir, '--output', output,
-          '--batch_size', str(batch_size)]
-  if workers > 1:
-    argv += [f'--direct_num_workers={workers}',
-             '--direct_running_mode=multi_processing']
+          '--batch_size', str(batch_size)] + worker_flags
   figures = batch_predict.run(argv)
   if not figures['reconciled'] or figures['dead_letters']:
     raise RuntimeError(f'unexpected dead letters: {figures}')
@@ -122,7 +125,7 @@ def run_child(args):
       figures = child_stock(args.input, args.batch_size, args.model_dir, output)
     else:
       figures = child_ours(args.input, args.batch_size, args.model_dir, output,
-                           2 if args.child == 'ours_2w' else 1)
+                           WORKER_FLAGS[args.child])
   finally:
     shutil.rmtree(output_dir, ignore_errors=True)
   print(json.dumps(figures))
@@ -146,7 +149,7 @@ def main(argv=None):
                       help='Repeats for sizes of 1M records and more.')
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument(
-      '--variants_1m', default='raw,ours,ours_2w',
+      '--variants_1m', default='raw,ours,ours_2w,ours_2p',
       help='Variants for sizes of 1M records and more (stock, at about 1k '
       'records/s here, would take over 15 minutes).')
   parser.add_argument('--batch_size', type=int, default=256)
@@ -194,15 +197,17 @@ def main(argv=None):
                  'ours/stock': ratio('ours', 'stock'),
                  'ours_2w/raw': ratio('ours_2w', 'raw'),
                  'ours_2w/stock': ratio('ours_2w', 'stock'),
-                 'ours_2w/ours': ratio('ours_2w', 'ours')}
+                 'ours_2w/ours': ratio('ours_2w', 'ours'),
+                 'ours_2p/ours': ratio('ours_2p', 'ours')}
     rows.append([f'{n:,}'] + [
         f'{rate[v]:,} ({by_variant[v]["peak_rss_mb"]:,} MB)' if v in rate
         else 'not run' for v in variants
-    ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours_2w/ours')])
+    ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours_2w/ours',
+                                'ours_2p/ours')])
   print()
   print(common.table(
       ['records'] + [f'{v} rec/s (peak RSS)' for v in variants] +
-      ['ours/raw', 'ours/stock', 'ours_2w/ours'], rows))
+      ['ours/raw', 'ours/stock', 'ours_2w/ours', 'ours_2p/ours'], rows))
   print(json.dumps({
       'workload': 'batch_inference', 'batch_size': args.batch_size,
       'repeats': args.repeats, 'repeats_1m': args.repeats_1m,

@@ -229,7 +229,7 @@ def _duplicate_keys(pipeline, args, patterns, input_format, read, local):
   else:
     key_source = read.main
   return key_source | 'Find duplicate keys' >> keys.FindDuplicateKeys(
-      args.key_field, args.attach_keys, bucketed=local)
+      args.key_field, args.attach_keys, in_memory=local)
 
 
 class _PredictChunks(beam.PTransform):

@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
@@ -45,10 +46,21 @@ def default_local_runner(options: PipelineOptions):
   Batch jobs default to the FnApiRunner: it is the fastest local runner and,
   unlike the DirectRunner, does not try to download the Prism binary first.
   Streaming jobs keep the DirectRunner, which supports TestStream and Pub/Sub.
+
+  `--direct_num_workers=N` alone is ignored by Beam (its default running mode,
+  in_memory, runs one worker and logs a warning); here it means N worker
+  threads (`multi_threading`), which share the process and its loaded model
+  and overlap the model's native work with Python. Pass
+  `--direct_running_mode` to choose otherwise (`multi_processing` starts N
+  processes, each importing TensorFlow and loading the model).
   """
   standard = options.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
+  direct = options.view_as(DirectOptions)
+  chosen = options.get_all_options(drop_default=True)
+  if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
+    direct.direct_running_mode = 'multi_threading'
   return options
 
 

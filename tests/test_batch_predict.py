@@ -267,3 +267,22 @@ def test_local_and_distributed_runners_are_told_apart():
   assert launch.is_local_runner(PipelineOptions([]))
   assert not launch.is_local_runner(
       PipelineOptions(['--runner', 'DataflowRunner']))
+
+
+def test_direct_num_workers_alone_means_worker_threads(tmp_path, tiny_model_dir):
+  from apache_beam.options.pipeline_options import DirectOptions
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  def mode(*argv):
+    options = launch.default_local_runner(PipelineOptions(list(argv)))
+    return options.view_as(DirectOptions).direct_running_mode
+  assert mode() == 'in_memory'
+  assert mode('--direct_num_workers=2') == 'multi_threading'
+  assert mode('--direct_num_workers=2',
+              '--direct_running_mode=multi_processing') == 'multi_processing'
+  pattern = batch_io.write_shards(tmp_path / 'in', ROWS, 'jsonl', num_shards=4)
+  figures, output = _run(tmp_path, pattern, tiny_model_dir,
+                         '--direct_num_workers=2')
+  assert figures['predictions'] == len(ROWS) and figures['reconciled']
+  assert sorted(r['key'] for r in batch_io.read_jsonl(output)) == sorted(
+      r['key'] for r in ROWS)

@@ -45,10 +45,10 @@ def test_batch_predict_job_with_setup_file(
   assert any(n.startswith('Predict/RunInference/')
              for n in built.transform_names)
   # On Dataflow duplicates are found per key (a combiner over keys; memory
-  # bounded by one key's records), not through the local runners' hash
-  # buckets.
+  # bounded by one key's records), not in the local runners' one Counter or
+  # hash buckets.
   assert 'Find duplicate keys/Count per key' in built.transform_names
-  assert 'Find duplicate keys/Keys by bucket' not in built.transform_names
+  assert 'Find duplicate keys/Count keys' not in built.transform_names
   assert 'Deduplicate keys/As lists' in built.transform_names
   assert 'Deduplicate keys/Bucket keys' not in built.transform_names
   assert built.job.name == 'batch-predict-20261125'

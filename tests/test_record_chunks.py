@@ -109,19 +109,18 @@ def test_key_and_validate_chunks_match_attach_keys_then_validate():
                 equal_to([_dead(d) for d in dead]), label='dead')
 
 
-def test_find_duplicate_keys_bucketed_and_per_key_agree(monkeypatch):
-  monkeypatch.setattr(keys, 'MAX_BUFFERED', 50)  # several lists per bucket
+def test_find_duplicate_keys_in_memory_and_per_key_agree():
   records = _records(seed=3, n=2000)
   seen = collections.Counter(r.get('key') for r in records)
   expected = sorted((k, n) for k, n in seen.items()
                     if n > 1 and isinstance(k, str) and k.strip())
   assert len(expected) > 100
-  for bucketed in (True, False):
+  for in_memory in (True, False):
     with TestPipeline(runner='FnApiRunner') as p:
       found = (p
                | beam.Create(records)
                | ChunkRecords(64)
-               | keys.FindDuplicateKeys('key', keys.FROM_FIELD, bucketed))
+               | keys.FindDuplicateKeys('key', keys.FROM_FIELD, in_memory))
       assert_that(found, equal_to(expected))
 
 

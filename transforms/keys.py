@@ -185,66 +185,73 @@ class DeduplicateKeys(beam.PTransform):
             | 'Keep first' >> RoutedParDo(_KeepFirst()))
 
 
-class _KeysByBucket(beam.DoFn):
-  """Chunks of records -> (bucket, [key, ...]) per bundle; keyless records
-  are skipped (the main pass dead-letters them)."""
+def keys_of_chunk(chunk, key_field, mode):
+  """The usable keys of a chunk of records (keyless records are skipped: the
+  main pass dead-letters them)."""
+  out = []
+  for record in chunk:
+    key = record.get(key_field) if mode == FROM_FIELD else None
+    if type(key) is str and key.strip():  # the common case, checked inline
+      out.append(key)
+      continue
+    key, _ = key_of(record, key_field, mode)
+    if key is not None:
+      out.append(key)
+  return out
+
+
+class _CountKeys(beam.CombineFn):
+  """Occurrences of every key, in one Counter (a local run's keys fit in
+  memory; records never enter it)."""
 
   def __init__(self, key_field, mode):
     self._key_field, self._mode = key_field, mode
 
-  def start_bundle(self):
-    self._buffer, self._size = collections.defaultdict(list), 0
+  def create_accumulator(self):
+    return collections.Counter()
 
-  def process(self, chunk):
-    for record in chunk:
-      key, _ = key_of(record, self._key_field, self._mode)
-      if key is not None:
-        self._buffer[bucket_of(key)].append(key)
-    self._size += len(chunk)
-    if self._size >= MAX_BUFFERED:
-      yield from self.finish_bundle()
-      self._buffer, self._size = collections.defaultdict(list), 0
+  def add_input(self, counts, chunk):
+    counts.update(keys_of_chunk(chunk, self._key_field, self._mode))
+    return counts
 
-  def finish_bundle(self):
-    for bucket, bucket_keys in self._buffer.items():
-      yield GlobalWindows.windowed_value((bucket, bucket_keys))
+  def merge_accumulators(self, accumulators):
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
+    for counts in accumulators:
+      merged.update(counts)
+    return merged
 
-
-def _repeated_in_bucket(element):
-  _, lists = element
-  counts = collections.Counter(key for bucket_keys in lists
-                               for key in bucket_keys)
-  return [(key, n) for key, n in counts.items() if n > 1]
+  def extract_output(self, counts):
+    return [(key, n) for key, n in counts.items() if n > 1]
 
 
 class FindDuplicateKeys(beam.PTransform):
-  """Chunks of records (global window) -> (key, occurrences) for every key
-  seen more than once.
+  """Chunks of records -> (key, occurrences) for every key seen more than
+  once.
 
   Only keys travel, not records: the pipeline then lets the records of
   unique keys, nearly all of them, go straight on (fused with reading, never
   shuffled) and sends only the records of these keys through
-  DeduplicateKeys. bucketed: as in DeduplicateKeys, lists of keys per hash
-  bucket for a local runner's shuffle; a distributed runner counts per key
-  (a combiner), so no worker holds a bucket's keys.
+  DeduplicateKeys. in_memory: count every key in one Counter, cheapest for a
+  local runner (keys only, so memory is a few dozen bytes per record); a
+  distributed runner counts per key (a combiner), so no worker holds more
+  than its share of keys.
   """
 
-  def __init__(self, key_field='key', mode=FROM_FIELD, bucketed=True):
+  def __init__(self, key_field='key', mode=FROM_FIELD, in_memory=True):
     super().__init__()
-    self._key_field, self._mode, self._bucketed = key_field, mode, bucketed
+    self._key_field, self._mode, self._in_memory = key_field, mode, in_memory
 
   def expand(self, chunks):
-    if self._bucketed:
-      return (chunks
-              | 'Keys by bucket' >> beam.ParDo(
-                  _KeysByBucket(self._key_field, self._mode))
-              | 'Group buckets' >> beam.GroupByKey()
-              | 'Repeated keys' >> beam.FlatMap(_repeated_in_bucket))
     key_field, mode = self._key_field, self._mode
+    if self._in_memory:
+      return (chunks
+              | 'Count keys' >> beam.CombineGlobally(
+                  _CountKeys(key_field, mode)).without_defaults()
+              | 'Repeated keys' >> beam.FlatMap(lambda pairs: pairs))
     return (chunks
             | 'Keys' >> beam.FlatMap(
-                lambda chunk: [(key, 1) for key, _ in (
-                    key_of(r, key_field, mode) for r in chunk)
-                               if key is not None])
+                lambda chunk: [(k, 1) for k in keys_of_chunk(
+                    chunk, key_field, mode)])
             | 'Count per key' >> beam.CombinePerKey(sum)
             | 'Repeated keys' >> beam.Filter(lambda pair: pair[1] > 1))
