@@ -51,13 +51,17 @@ def test_every_key_gets_the_signature_prediction_in_every_format(
   assert figures['dead_letters'] == 0 and figures['reconciled']
 
 
-def test_output_does_not_depend_on_order_or_sharding(tmp_path, tiny_model_dir):
+def test_output_does_not_depend_on_order_sharding_or_overlap(
+    tmp_path, tiny_model_dir):
   shuffled = list(ROWS)
   random.Random(5).shuffle(shuffled)
   a = batch_io.write_shards(tmp_path / 'a', ROWS, 'jsonl', num_shards=1)
   b = batch_io.write_shards(tmp_path / 'b', shuffled, 'jsonl', num_shards=7)
-  _, out_a = _run(tmp_path, a, tiny_model_dir, name='a')
-  _, out_b = _run(tmp_path, b, tiny_model_dir, '--batch_size', '5', name='b')
+  # a: model calls in the worker thread; b: four in flight, smaller batches.
+  _, out_a = _run(tmp_path, a, tiny_model_dir, '--inference_threads', '0',
+                  name='a')
+  _, out_b = _run(tmp_path, b, tiny_model_dir, '--batch_size', '5',
+                  '--inference_threads', '4', name='b')
 
   def by_key(prefix):
     return {r['key']: r['predictions'] for r in batch_io.read_jsonl(prefix)}
@@ -204,6 +208,8 @@ def test_csv_fields_may_span_lines_and_bad_rows_are_dead_letters(
      "--feature_map: unknown signature input(s) ['text']"),
     (['--input', '{inputs}', '--model_dir', '{dir}'], '--model_dir: cannot read'),
     (['--input', '{inputs}', '--input_format', 'text'], '--attach_keys'),
+    (['--input', '{inputs}', '--inference_threads', '-1'],
+     '--inference_threads: must be at least 0'),
 ])
 def test_bad_command_lines_fail_with_one_clear_line(
     tmp_path, tiny_model_dir, capsys, argv, flag):

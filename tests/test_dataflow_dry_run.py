@@ -29,7 +29,7 @@ def batch_predict_argv(tmp_path, tiny_model_dir):
 BATCH_PREDICT_STAGES = {
     'Read', 'Read keys', 'Find duplicate keys', 'Key and validate',
     'Deduplicate keys', 'Validate kept duplicates', 'Predict',
-    'Predict/RunInference', 'Predict/Format', 'Predict kept duplicates',
+    'Predict/Infer/RunInference', 'Predict/Format', 'Predict kept duplicates',
     'Write predictions', 'All dead letters', 'Write dead letters'}
 
 DUPLICATE_STAGES = {
@@ -42,8 +42,11 @@ def test_batch_predict_job_with_setup_file(
   built = build_dataflow_job(batch_predict.run, batch_predict_argv + [
       '--setup_file', './setup.py', '--job_name', 'batch-predict-20261125'])
   assert BATCH_PREDICT_STAGES <= built.transform_names
-  assert any(n.startswith('Predict/RunInference/')
+  assert any(n.startswith('Predict/Infer/RunInference/')
              for n in built.transform_names)
+  # Distributed runners run a worker per core: model calls stay in the
+  # worker thread, nothing awaits them.
+  assert 'Predict/Infer/Await results' not in built.transform_names
   # On Dataflow duplicates are found per key (a combiner over keys; memory
   # bounded by one key's records), not in the local runners' one Counter or
   # hash buckets.

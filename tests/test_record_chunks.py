@@ -4,7 +4,7 @@ import collections
 import random
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import RunInference
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
@@ -15,7 +15,7 @@ from models.signatures import TensorSpec
 from transforms import features
 from transforms import keys
 from transforms.dead_letter import DEAD_LETTER
-from transforms.inference import ChunkModelHandler
+from transforms.chunk_inference import RunChunkInference
 from transforms.inference import SignatureModelHandler
 from transforms.keyed_chunks import DUPLICATED
 from transforms.keyed_chunks import KeyAndValidateChunks
@@ -134,22 +134,42 @@ def test_chunks_keep_windows_outside_the_global_window():
     assert_that(chunks, equal_to([[i] for i in range(10)]))
 
 
-def test_run_inference_over_chunks_keeps_keys_with_their_predictions(
-    tiny_model_dir):
-  texts = [f'great film {i}' if i % 2 else f'awful film {i}' for i in range(50)]
+@pytest.mark.parametrize('threads', [0, 3])
+def test_chunk_inference_keeps_keys_with_their_predictions(
+    tiny_model_dir, threads):
+  texts = [f'great film {i}' if i % 2 else f'awful film {i}' for i in range(90)]
   expected = [o['positive_review_probability']
               for o in predictor.load(tiny_model_dir).predict(texts)]
   pairs = [(f'k{i}', {'text': t}) for i, t in enumerate(texts)]
   chunks = [pairs[i:i + 16] for i in range(0, len(pairs), 16)]
-  handler = ChunkModelHandler(SignatureModelHandler(
-      tiny_model_dir, ['reviews'], feature_map=FEATURES, model_version='v'))
+  handler = SignatureModelHandler(
+      tiny_model_dir, ['reviews'], feature_map=FEATURES, model_version='v')
   with TestPipeline(runner='FnApiRunner') as p:
-    results = p | beam.Create(chunks) | RunInference(handler)
-    assert_that(results | 'Sizes' >> beam.Map(len),
-                equal_to([16, 16, 16, 2]), label='one out per chunk')
+    results = (p
+               | beam.Create(chunks, reshuffle=False)
+               | RunChunkInference(handler, threads))
+    # One chunk out per chunk in, in the order submitted within the bundle.
+    assert_that(results | 'Firsts' >> beam.Map(lambda c: (c[0][0], len(c))),
+                equal_to([(c[0][0], len(c)) for c in chunks]),
+                label='one out per chunk')
     assert_that(
         results | Unchunk() | beam.Map(lambda kv: (
             kv[0], round(float(kv[1].inference['positive_review_probability']), 5),
             kv[1].model_id)),
         equal_to([(f'k{i}', round(float(p_), 5), 'v')
                   for i, p_ in enumerate(expected)]))
+
+
+def test_a_pending_chunk_copied_out_of_its_process_is_refused():
+  import concurrent.futures
+  import pickle
+  from transforms import chunk_inference
+  future = concurrent.futures.Future()
+  future.set_result(([('k', 'result')], 0.01))
+  await_fn = chunk_inference._AwaitChunks(depth=0)  # pylint: disable=protected-access
+  await_fn.start_bundle()
+  assert list(await_fn.process(chunk_inference.PendingChunk(future))) == [
+      [('k', 'result')]]
+  copied = pickle.loads(pickle.dumps(chunk_inference.PendingChunk(future)))
+  with pytest.raises(RuntimeError, match='fused'):
+    list(await_fn.process(copied))

@@ -106,38 +106,3 @@ class SignatureModelHandler(ModelHandler):
   def get_metrics_namespace(self):
     return 'inference'
 
-
-class ChunkModelHandler(ModelHandler):
-  """RunInference over chunks of (key, record) (transforms.record_chunks).
-
-  Each element is already a batch, so Beam's batching is skipped (its own
-  `should_skip_batching` contract, as `with_no_batching()` sets) and each
-  chunk comes back as ONE element, a chunk of (key, PredictionResult), so
-  formatting and writing keep working a chunk at a time. The wrapped
-  SignatureModelHandler does the rest: model loaded once per process,
-  failing batches bisected.
-  """
-
-  def __init__(self, handler):
-    super().__init__()
-    self._handler = handler
-
-  def load_model(self):
-    return self._handler.load_model()
-
-  def run_inference(self, batch, model, inference_args=None):
-    results = self._handler.run_inference(
-        [record for _, record in batch], model, inference_args)
-    return [[(key, result) for (key, _), result in zip(batch, results)]]
-
-  def get_num_bytes(self, batch):
-    return self._handler.get_num_bytes([record for _, record in batch])
-
-  def get_metrics_namespace(self):
-    return self._handler.get_metrics_namespace()
-
-  def update_model_path(self, model_path=None):
-    self._handler.update_model_path(model_path)
-
-  def should_skip_batching(self):
-    return True
