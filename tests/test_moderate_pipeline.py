@@ -83,3 +83,14 @@ def test_help_lists_every_flag(capsys):
                '--allowed_lateness', '--entity_backend', '--entity_types',
                '--timestamp_attribute', '--nlp_endpoint'):
     assert flag in text
+
+
+@pytest.mark.parametrize('argv, size', [
+    ([], 64), (['--entity_batch_size', '8'], 8),
+    (['--entity_backend', 'nlp'], 32),
+    (['--entity_backend', 'nlp', '--entity_batch_size', '4'], 4)])
+def test_entity_batch_size_defaults_per_backend(argv, size):
+  args, _ = moderate.build_parser().parse_known_args(
+      ['--input', 'x.jsonl', '--output', 'o'] + argv)
+  fn = moderate._entity_transform(args)._fn  # pylint: disable=protected-access
+  assert fn._batch_size == size  # pylint: disable=protected-access
