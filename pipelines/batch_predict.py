@@ -38,7 +38,6 @@ from transforms import sinks
 from transforms import sources
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import Routed
-from transforms.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
@@ -150,10 +149,6 @@ def build_parser():
       'TensorFlow with the Python steps (0: one at a time, in the worker '
       'thread). Default: on local runners one more than the CPU cores, at '
       'most 4; on distributed runners 0.')
-  parser.add_argument(
-      '--max_text_bytes', type=int, default=DEFAULT_MAX_TEXT_BYTES,
-      help='Texts longer than this (UTF-8 bytes) go to the dead letter '
-      f'(default: {DEFAULT_MAX_TEXT_BYTES}).')
   parser.add_argument(
       '--num_shards', type=int, default=0,
       help='Output shards; 0 lets the runner decide (default).')

@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import launch
 from transforms import keys
 from transforms import sources
+from transforms.features import DEFAULT_MAX_TEXT_BYTES
 
 
 def split_list(text):
@@ -18,8 +19,9 @@ def split_list(text):
 
 
 def add_arguments(parser):
-  """Declares --input_format, --key_field, --attach_keys and
-  --allow_duplicate_keys (each job declares its own --input)."""
+  """Declares --input_format, --key_field, --attach_keys,
+  --allow_duplicate_keys and --max_text_bytes (each job declares its own
+  --input)."""
   parser.add_argument(
       '--input_format', choices=sources.FORMATS,
       help='Input format; inferred from the file extension when omitted.')
@@ -36,6 +38,10 @@ def add_arguments(parser):
       'shuffle when keys are known to be unique). By default one record per '
       'key is kept, the same on every run, and every other occurrence goes '
       'to the dead letter.')
+  parser.add_argument(
+      '--max_text_bytes', type=int, default=DEFAULT_MAX_TEXT_BYTES,
+      help='Texts longer than this (UTF-8 bytes) go to the dead letter '
+      f'(default: {DEFAULT_MAX_TEXT_BYTES}).')
 
 
 def patterns_of(args):

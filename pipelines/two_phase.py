@@ -33,7 +33,6 @@ from transforms import keys
 from transforms import sinks
 from transforms import sources
 from transforms import two_phase
-from transforms.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE as PHASE2_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
@@ -104,10 +103,6 @@ def build_parser():
       '--dead_letter',
       help='Output prefix for rejected records, as JSONL (default: '
       '<output>_errors).')
-  parser.add_argument(
-      '--max_text_bytes', type=int, default=DEFAULT_MAX_TEXT_BYTES,
-      help='Texts longer than this (UTF-8 bytes) go to the dead letter '
-      f'(default: {DEFAULT_MAX_TEXT_BYTES}).')
   parser.add_argument(
       '--num_shards', type=int, default=0,
       help='Output shards; 0 lets the runner decide (default).')

@@ -96,7 +96,32 @@ def _key_of(row):
   return str(key)
 
 
-class ParsePredictions(beam.DoFn):
+class _ParseKeyedRows(beam.DoFn):
+  """What reading every evaluation input shares: blank lines skipped, rows
+  counted, decoded and keyed, with the same dead letters; `parse(key, row,
+  line)` of a subclass does the rest. Subclasses set STAGE and the
+  `_read` counter."""
+  STAGE = None
+
+  def process(self, line):
+    if not line.strip():
+      return
+    self._read.inc()
+    row = _load(line)
+    if row is None:
+      yield reject(None, self.STAGE, 'unparseable_row', line)
+      return
+    key = _key_of(row)
+    if key is None:
+      yield reject(None, self.STAGE, 'missing_key', row)
+      return
+    yield from self.parse(key, row, line)
+
+  def parse(self, key, row, line):
+    raise NotImplementedError
+
+
+class ParsePredictions(_ParseKeyedRows):
   """JSON line -> (key, (model, version, epoch, day, segments, label, score)).
 
   `label` is the predicted class; `score` the positive-class probability for
@@ -138,18 +163,7 @@ class ParsePredictions(beam.DoFn):
       return value, None
     raise BadValue(f'expected a probability or a class label, got {value!r}')
 
-  def process(self, line):
-    if not line.strip():
-      return
-    self._read.inc()
-    row = _load(line)
-    if row is None:
-      yield reject(None, self.STAGE, 'unparseable_row', line)
-      return
-    key = _key_of(row)
-    if key is None:
-      yield reject(None, self.STAGE, 'missing_key', row)
-      return
+  def parse(self, key, row, line):
     if 'raw_prediction' in row:
       prediction, time = row['raw_prediction'], row.get('time')
     else:  # batch_predict's keyed records
@@ -177,7 +191,7 @@ class ParsePredictions(beam.DoFn):
                 day, self._segments(key), label, score)
 
 
-class ParseLabels(beam.DoFn):
+class ParseLabels(_ParseKeyedRows):
   """JSON line -> (key, (labeled_at epoch, label, line)).
 
   The line travels as it is (one string is cheaper to shuffle than a dict)
@@ -202,18 +216,7 @@ class ParseLabels(beam.DoFn):
       return str(value)
     raise BadValue(f'expected a class label, got {value!r}')
 
-  def process(self, line):
-    if not line.strip():
-      return
-    self._read.inc()
-    row = _load(line)
-    if row is None:
-      yield reject(None, self.STAGE, 'unparseable_row', line)
-      return
-    key = _key_of(row)
-    if key is None:
-      yield reject(None, self.STAGE, 'missing_key', row)
-      return
+  def parse(self, key, row, line):
     value = row.get(self._c.label_field)
     if value is None:
       yield reject(key, self.STAGE, 'missing_field', row,
