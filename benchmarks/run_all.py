@@ -10,7 +10,6 @@ the hand-written log of what each optimisation bought
     python -m benchmarks.run_all [SCRIPT ...]
 """
 import datetime
-import glob
 import json
 import os
 import subprocess

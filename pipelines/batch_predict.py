@@ -31,11 +31,11 @@ from pipelines import launch
 from pipelines import summary
 from transforms import bigquery_io
 from transforms import bigquery_schemas
-from transforms.chunk_inference import RunChunkInference
 from transforms import keys
 from transforms import line_ranges
 from transforms import sinks
 from transforms import sources
+from transforms.chunk_inference import RunChunkInference
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import Routed
 from transforms.features import ValidateFeatures

@@ -1,7 +1,6 @@
 """Scheduled launches: rendered from one config, valid against the Dataflow
 v1b3 schema, accepted by the pipeline, date-stamped per run."""
 import json
-import pathlib
 import shlex
 
 import pytest

@@ -43,7 +43,7 @@ def key_of(record, key_field, mode):
   """(key, None) for a record with a usable key, else (None, why not).
 
   One definition of a usable key for every path that keys records (one by
-  one in AttachKeys, a chunk at a time in transforms.record_chunks)."""
+  one in AttachKeys, a chunk at a time in transforms.keyed_chunks)."""
   if mode == CONTENT_HASH:
     return content_hash_key(record), None
   key = record.get(key_field)

@@ -22,7 +22,6 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from transforms import sources
 from transforms.dead_letter import DEAD_LETTER

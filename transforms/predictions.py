@@ -13,7 +13,6 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.dead_letter import DEAD_LETTER
-from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 from transforms.inference import InferenceFailure
 from transforms.json_safe import json_safe
@@ -54,73 +53,6 @@ def log_entry(result, model_name, input_fields, logged_at):
       'model_version': result.model_id, 'time': logged_at}
 
 
-def _failed(key, result):
-  return reject(key, STAGE, 'inference_failed', result.example,
-                result.inference.error)
-
-
-class _FormatPrediction(beam.DoFn):
-
-  def __init__(self, passthrough_fields):
-    self._passthrough = tuple(passthrough_fields or ())
-    self._predicted = Metrics.counter('output', 'predictions')
-
-  def setup(self):
-    self._clock = _UtcClock()
-
-  def process(self, element):
-    key, result = element
-    if isinstance(result.inference, InferenceFailure):
-      yield _failed(key, result)
-      return
-    self._predicted.inc()
-    yield prediction_record(key, result, self._passthrough, self._clock.now())
-
-
-class FormatPredictions(beam.PTransform):
-  """(key, PredictionResult) -> output record; model failures dead-lettered."""
-
-  def __init__(self, passthrough_fields=()):
-    super().__init__()
-    self._fn = _FormatPrediction(passthrough_fields)
-
-  def expand(self, results):
-    return results | RoutedParDo(self._fn)
-
-
-class _LogEntry(beam.DoFn):
-  """(key, PredictionResult) -> (key, prediction-log entry) for
-  transforms.prediction_log; failed inferences are not logged (they are
-  dead letters)."""
-
-  def __init__(self, model_name, input_fields):
-    self._model = model_name
-    self._fields = tuple(input_fields.items())
-
-  def setup(self):
-    self._clock = _UtcClock()
-
-  def process(self, element):
-    key, result = element
-    if isinstance(result.inference, InferenceFailure):
-      return
-    yield key, log_entry(result, self._model, self._fields, self._clock.now())
-
-
-class LogEntries(beam.PTransform):
-  """(key, PredictionResult) -> (key, entry) for WritePredictionLog.
-
-  input_fields: {signature input name: record field} of what the model saw.
-  """
-
-  def __init__(self, model_name, input_fields):
-    super().__init__()
-    self._fn = _LogEntry(model_name, input_fields)
-
-  def expand(self, results):
-    return results | beam.ParDo(self._fn)
-
-
 LOG = 'log'
 
 
@@ -139,7 +71,8 @@ class _FormatPredictionChunk(beam.DoFn):
     now, out = self._clock.now(), []
     for key, result in chunk:
       if isinstance(result.inference, InferenceFailure):
-        yield _failed(key, result)
+        yield reject(key, STAGE, 'inference_failed', result.example,
+                     result.inference.error)
         continue
       out.append(prediction_record(key, result, self._passthrough, now))
       if self._model:
@@ -155,8 +88,8 @@ class FormatPredictionChunks(beam.PTransform):
   records), `dead_letter` (model failures) and, when model_name is given,
   `log` ((key, entry) for WritePredictionLog, one per prediction).
 
-  The chunk-at-a-time FormatPredictions + LogEntries of the batch job's hot
-  path (transforms.record_chunks says why); same records, same counter.
+  A chunk at a time (transforms.record_chunks says why): the batch job's
+  hot path formats one list per model batch.
   """
 
   def __init__(self, passthrough_fields=(), model_name=None,
