@@ -305,10 +305,8 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   dead += [f[DEAD_LETTER] for f in formatted]
   predictions = tuple(f.main for f in formatted)
   if args.prediction_log:
-    _ = (tuple(f[LOG] for f in formatted)
-         | 'Log entries' >> beam.Flatten()
-         | 'Write prediction log' >> WritePredictionLog(
-             args.prediction_log, args.log_sample_rate))
+    _ = tuple(f[LOG] for f in formatted) | 'Write prediction log' >> (
+        WritePredictionLog(args.prediction_log, args.log_sample_rate))
 
   if args.output and args.output_format == 'jsonl':
     _ = predictions | 'Write predictions' >> sinks.WriteJsonLineChunks(

@@ -29,8 +29,11 @@ def test_rows_keep_only_sampled_keys():
               for k in keys if sampled(k, 0.25)]
   assert 20 < len(expected) < 80
   with TestPipeline(runner='FnApiRunner') as p:
-    rows = (p | beam.Create([_element(k) for k in keys])
-            | PredictionLogRows(0.25))
+    chunks = [[_element(k) for k in keys[i:i + 30]]
+              for i in range(0, len(keys), 30)]
+    rows = (p | beam.Create(chunks)
+            | PredictionLogRows(0.25)
+            | beam.FlatMap(lambda chunk: chunk))
     assert_that(rows, equal_to(expected))
 
 
@@ -42,7 +45,7 @@ def test_rate_outside_zero_one_is_refused():
 def test_written_log_is_json_lines_the_evaluation_reads(tmp_path):
   prefix = str(tmp_path / 'log' / 'prediction_log')
   with TestPipeline(runner='FnApiRunner') as p:
-    _ = (p | beam.Create([_element('a', 0.9), _element('b', 0.2)])
+    _ = (p | beam.Create([[_element('a', 0.9)], [_element('b', 0.2)]])
          | WritePredictionLog(prefix))
   [path] = glob.glob(prefix + '-*.jsonl')
   rows = sorted((json.loads(l) for l in open(path)), key=lambda r: r['key'])

@@ -68,7 +68,7 @@ class _FormatPredictionChunk(beam.DoFn):
     self._clock = _UtcClock()
 
   def process(self, chunk):
-    now, out = self._clock.now(), []
+    now, out, logged = self._clock.now(), [], []
     for key, result in chunk:
       if isinstance(result.inference, InferenceFailure):
         yield reject(key, STAGE, 'inference_failed', result.example,
@@ -76,17 +76,19 @@ class _FormatPredictionChunk(beam.DoFn):
         continue
       out.append(prediction_record(key, result, self._passthrough, now))
       if self._model:
-        yield beam.pvalue.TaggedOutput(
-            LOG, (key, log_entry(result, self._model, self._fields, now)))
+        logged.append((key, log_entry(result, self._model, self._fields, now)))
     if out:
       self._predicted.inc(len(out))
       yield out
+    if logged:
+      yield beam.pvalue.TaggedOutput(LOG, logged)
 
 
 class FormatPredictionChunks(beam.PTransform):
   """Chunks of (key, PredictionResult) -> outputs `main` (chunks of output
   records), `dead_letter` (model failures) and, when model_name is given,
-  `log` ((key, entry) for WritePredictionLog, one per prediction).
+  `log` (chunks of (key, entry) for WritePredictionLog, one entry per
+  prediction).
 
   A chunk at a time (transforms.record_chunks says why): the batch job's
   hot path formats one list per model batch.
