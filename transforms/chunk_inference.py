@@ -109,15 +109,14 @@ class _AwaitChunks(beam.DoFn):
     self._pending = collections.deque()
 
   def _result(self):
-    future = self._pending.popleft().future
-    if future is None:
-      raise RuntimeError('a pending inference was copied out of its process; '
-                         'RunInference and the step awaiting it must be fused')
-    chunk, seconds = future.result()
+    chunk, seconds = self._pending.popleft().future.result()
     self._latency.update(int(seconds * 1000))
     return chunk
 
   def process(self, pending):
+    if pending.future is None:
+      raise RuntimeError('a pending inference was copied out of its process; '
+                         'RunInference and the step awaiting it must be fused')
     self._pending.append(pending)
     while self._pending and (len(self._pending) > self._depth or
                              self._pending[0].future.done()):
