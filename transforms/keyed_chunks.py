@@ -7,6 +7,11 @@ then ValidateFeatures (it calls their functions, keys.key_of and
 features.feature_problem). Records whose key another record also has leave
 on the `duplicated` output, one by one, for DeduplicateKeys to pick the one
 kept: they are rare, and only they need to meet their namesakes.
+
+The repeated keys arrive as a side input, which every worker holds in memory
+(a few dozen bytes per repeated key): right while repeats are the exception,
+as client keys are meant to be unique. An input made mostly of repeats would
+rather take DeduplicateKeys alone (records shuffled per key).
 """
 import apache_beam as beam
 from apache_beam.metrics import Metrics
