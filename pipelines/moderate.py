@@ -94,6 +94,12 @@ def build_parser():
       'and still be decided in event-time order; decisions wait this long '
       'after event time. Later comments go to the dead letter as "late".')
   rule.add_argument(
+      '--decision_interval', type=float, default=1.0,
+      help='Streaming: seconds of event time whose ready comments a '
+      'commenter has decided together (one timer firing); decisions come at '
+      'most this much later, and are the same. 0: one firing per distinct '
+      'event time (more runner work per comment).')
+  rule.add_argument(
       '--max_text_chars', type=int,
       default=comments_lib.DEFAULT_MAX_TEXT_CHARS,
       help='Longer comments go to the dead letter as "oversized_text".')
@@ -173,6 +179,8 @@ def validate(o):
     raise launch.UsageError('--window_hours', 'must be positive')
   if o.allowed_lateness < 0:
     raise launch.UsageError('--allowed_lateness', 'must not be negative')
+  if o.decision_interval < 0:
+    raise launch.UsageError('--decision_interval', 'must not be negative')
   if o.max_text_chars <= 0:
     raise launch.UsageError('--max_text_chars', 'must be positive')
   if not entity_types(o):
@@ -237,7 +245,8 @@ def build(p, o, mode):
           beam.typehints.Tuple[str, beam.typehints.Any])
   annotated = keyed | 'Entities' >> _entity_transform(o)
   moderated = annotated.comments | 'Moderate' >> moderation.ModerateComments(
-      o.window_hours, o.allowed_lateness, bounded=not streaming)
+      o.window_hours, o.allowed_lateness, bounded=not streaming,
+      decision_interval_seconds=o.decision_interval)
   decisions = moderated.decisions
   dead_parts = [parsed[DEAD_LETTER], annotated[DEAD_LETTER],
                 moderated[DEAD_LETTER]]

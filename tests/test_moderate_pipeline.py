@@ -60,6 +60,8 @@ def test_batch_replay_decides_every_comment_like_the_sorted_rule(tmp_path):
       '--dead_letter_topic', 'projects/p/topics/d'], '--output_topic'),
     (['--input', 'a', '--output', 'x', '--window_hours', '0'],
      '--window_hours'),
+    (['--input', 'a', '--output', 'x', '--decision_interval', '-1'],
+     '--decision_interval'),
     (['--input', 'a', '--output', 'x', '--entity_types', ' , '],
      '--entity_types'),
     (['--input', 'a', '--output', 'x', '--timestamp_attribute', 'ts'],
@@ -80,7 +82,8 @@ def test_help_lists_every_flag(capsys):
   assert done.value.code == 0
   text = capsys.readouterr().out
   for flag in ('--input_subscription', '--output_topic', '--window_hours',
-               '--allowed_lateness', '--entity_backend', '--entity_types',
+               '--allowed_lateness', '--decision_interval', '--entity_backend',
+               '--entity_types',
                '--timestamp_attribute', '--nlp_endpoint'):
     assert flag in text
 

@@ -69,6 +69,7 @@ class _KeyedDriver(object):
     self.fn.setup()
     self.keys = {}
     self.decisions, self.dead = [], []
+    self.firings = 0
 
   def _state(self, key):
     return self.keys.setdefault(key, (_Bag(), _Value(), _Value(), _Timer()))
@@ -80,6 +81,14 @@ class _KeyedDriver(object):
       else:
         self.decisions.append(out)
 
+  def _fire(self, key, at):
+    bag, ledger, timer_at, timer = self.keys[key]
+    timer.at = None
+    self.firings += 1
+    self._collect(self.fn.on_tick(
+        fire=Timestamp(micros=at), buffer=bag, ledger_state=ledger,
+        timer_at=timer_at, tick=timer))
+
   def add(self, c):
     bag, ledger, timer_at, timer = self._state(c['commenter_id'])
     t = Timestamp.from_rfc3339(c['timestamp'])
@@ -88,18 +97,14 @@ class _KeyedDriver(object):
         timer_at=timer_at, tick=timer))
 
   def advance(self, seconds_after_t0):
-    watermark = (T0 + seconds_after_t0) * 1_000_000
+    watermark = T0 * 1_000_000 + round(seconds_after_t0 * 1_000_000)
     while True:
       due = [(s[3].at, k) for k, s in self.keys.items()
              if s[3].at is not None and s[3].at <= watermark]
       if not due:
         break
       at, key = min(due)
-      bag, ledger, timer_at, timer = self.keys[key]
-      timer.at = None
-      self._collect(self.fn.on_tick(
-          fire=Timestamp(micros=at), buffer=bag, ledger_state=ledger,
-          timer_at=timer_at, tick=timer))
+      self._fire(key, at)
 
   def live_keys(self):
     """Keys holding any state or timer."""
@@ -108,8 +113,8 @@ class _KeyedDriver(object):
             timer_at.value is not None or timer.at is not None}
 
 
-def _fn(lateness=HOUR):
-  return ModerateComments(24, lateness)._fn
+def _fn(lateness=HOUR, interval=1.0):
+  return ModerateComments(24, lateness, decision_interval_seconds=interval)._fn
 
 
 def test_live_state_follows_active_commenters_only():
@@ -158,6 +163,49 @@ def test_late_comment_is_caught_after_its_key_was_cleared():
   driver.add(comment('b2', 'bob', 2 * HOUR, 'Obama'))
   assert [(d['key'], d['reason']) for d in driver.dead] == [('b2', 'late')]
   assert [d['comment_id'] for d in driver.decisions] == ['a1', 'b1']
+
+
+def _busy_stream(interval):
+  """One commenter, a comment every 0.1 s for 20 s, the watermark 2 s
+  behind event time: returns (driver, comments) after the stream ends."""
+  rng = random.Random(5)
+  comments = [comment(f'c{i:03d}', 'u', i / 10, *rng.sample('ABC', 1))
+              for i in range(200)]
+  driver = _KeyedDriver(_fn(lateness=2, interval=interval))
+  for i, c in enumerate(comments):
+    driver.add(c)
+    driver.advance(i / 10 - 2)
+  driver.advance(3 * DAY)
+  return driver, comments
+
+
+def test_decision_interval_decides_the_same_with_fewer_timer_firings():
+  by_id = lambda d: d['comment_id']
+  per_time, comments = _busy_stream(interval=0)
+  gridded, _ = _busy_stream(interval=1)
+  expected = sorted(replay(comments), key=by_id)
+  assert sorted(per_time.decisions, key=by_id) == expected
+  assert sorted(gridded.decisions, key=by_id) == expected
+  assert per_time.dead == gridded.dead == []
+  # Per distinct time: one firing per comment (+ the pruning one); on a 1 s
+  # grid: one per second of the stream (+ pruning).
+  assert per_time.firings >= 200
+  assert gridded.firings <= 22
+  assert per_time.live_keys() == gridded.live_keys() == set()
+
+
+def test_decision_interval_keeps_the_lateness_rule():
+  driver = _KeyedDriver(_fn(lateness=2, interval=1))
+  driver.add(comment('a', 'u', 10.2, 'A'))
+  driver.advance(12.5)  # the timer is on the grid: 12.2 -> 13
+  assert driver.decisions == []
+  driver.add(comment('b', 'u', 10.9, 'A'))  # within lateness: still decided
+  driver.advance(13)
+  assert [(d['comment_id'], d['decision']) for d in driver.decisions] == [
+      ('a', 'allow'), ('b', 'reject')]
+  # The 13 s firing decided everything up to 11 s: 10.95 is now late.
+  driver.add(comment('c', 'u', 10.95, 'B'))
+  assert [(d['key'], d['reason']) for d in driver.dead] == [('c', 'late')]
 
 
 def _seconds(c):
