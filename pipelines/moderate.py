@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from pipelines import direct_pubsub
 from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
@@ -322,6 +323,8 @@ def run(argv=None, wait=True):
     options.view_as(StandardOptions).streaming = True
   launch.default_local_runner(options)
   _check_cloud(args, mode, options)
+  if mode == 'streaming' and launch.is_local_runner(options):
+    direct_pubsub.widen_pulls()
   p = beam.Pipeline(options=options)
   build(p, args, mode)
   result = p.run()

@@ -1,0 +1,65 @@
+"""Local streaming runs pull up to 1,000 Pub/Sub messages per bundle, not 10.
+
+Beam's Python DirectRunner (2.77) reads Pub/Sub with one synchronous pull of
+at most 10 messages per bundle (`_PubSubReadEvaluator._read_from_pubsub`),
+and each of those bundles then passes through every transform of the
+pipeline. That caps a local streaming pipeline at the runner's per-bundle
+rate, whatever the pipeline does: moderation streamed ~130 comments/s with
+10 and ~540 with 100 or more (benchmarks/RESULTS.md). A pull returns what the
+subscription holds, so a wider pull changes nothing for a trickle of
+messages, only how a backlog is cut into bundles.
+
+This swaps in Beam's own evaluator with the wider pull. It relies on
+DirectRunner internals, so it checks for them and leaves Beam's reader in
+place, with a warning, when they are not there; other runners read Pub/Sub
+their own way and are never touched.
+"""
+import logging
+
+PULL_MESSAGES = 1000
+
+_LOG = logging.getLogger(__name__)
+_installed = False
+
+
+class _WidePulls(object):
+  """A subscriber client whose pulls ask for PULL_MESSAGES messages."""
+
+  def __init__(self, client):
+    self._client = client
+
+  def pull(self, subscription, max_messages, timeout):
+    del max_messages  # the DirectRunner's 10
+    return self._client.pull(subscription=subscription,
+                             max_messages=PULL_MESSAGES, timeout=timeout)
+
+  def __getattr__(self, name):
+    return getattr(self._client, name)
+
+
+def widen_pulls():
+  """Installs the wider pull for DirectRunner pipelines of this process."""
+  global _installed
+  if _installed:
+    return
+  try:
+    from apache_beam.runners.direct import transform_evaluator
+    from apache_beam.runners.direct.direct_runner import _DirectReadFromPubSub
+    base = transform_evaluator._PubSubReadEvaluator
+    registry = transform_evaluator.TransformEvaluatorRegistry
+    overrides = registry._test_evaluators_overrides
+    base._get_subscriber_client  # pylint: disable=pointless-statement
+  except (ImportError, AttributeError) as e:
+    _LOG.warning('Keeping the DirectRunner\'s 10-message Pub/Sub pulls: its '
+                 'internals changed (%s).', e)
+    return
+
+  class _WidePullEvaluator(base):
+    """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time."""
+
+    @classmethod
+    def _get_subscriber_client(cls, transform):
+      return _WidePulls(super()._get_subscriber_client(transform))
+
+  overrides.setdefault(_DirectReadFromPubSub, _WidePullEvaluator)
+  _installed = True

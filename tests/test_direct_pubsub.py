@@ -1,0 +1,65 @@
+"""The DirectRunner's Pub/Sub reads, widened, against Google's emulator.
+
+A backlog of messages is published first; a streaming pipeline reads the
+subscription and records how many messages each bundle carried. Beam's own
+reader cuts every backlog into bundles of at most 10.
+"""
+import threading
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from google.cloud import pubsub_v1
+
+from pipelines import direct_pubsub
+from tests.harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
+
+PROJECT = 'direct-pubsub-test'
+MESSAGES = 300
+_bundles = []
+
+
+class _RecordBundleSizes(beam.DoFn):
+  """Appends (bundle size, payloads) to the module's list per bundle."""
+
+  def start_bundle(self):
+    self._payloads = []
+
+  def process(self, data):
+    self._payloads.append(data)
+
+  def finish_bundle(self):
+    if self._payloads:
+      _bundles.append(self._payloads)
+
+
+def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
+  publisher = pubsub_v1.PublisherClient()
+  subscriber = pubsub_v1.SubscriberClient()
+  topic = publisher.topic_path(PROJECT, 'backlog')
+  publisher.create_topic(name=topic)
+  sub = subscriber.subscription_path(PROJECT, 'backlog-sub')
+  subscriber.create_subscription(name=sub, topic=topic)
+  sent = {f'm{i:03d}'.encode() for i in range(MESSAGES)}
+  for f in [publisher.publish(topic, data) for data in sorted(sent)]:
+    f.result(timeout=30)
+
+  direct_pubsub.widen_pulls()
+  direct_pubsub.widen_pulls()  # idempotent
+  p = beam.Pipeline(options=PipelineOptions(
+      runner='DirectRunner', streaming=True))
+  _ = (p | beam.io.ReadFromPubSub(subscription=sub)
+       | beam.ParDo(_RecordBundleSizes()))
+  result = p.run()
+  try:
+    deadline = time.monotonic() + 120
+    while (sum(len(b) for b in _bundles) < MESSAGES and
+           time.monotonic() < deadline):
+      time.sleep(0.2)
+  finally:
+    # cancel() can block while a pull is in flight: bound it.
+    threading.Thread(target=result.cancel, daemon=True).start()
+  received = [data for bundle in _bundles for data in bundle]
+  assert sorted(received) == sorted(sent)
+  assert max(len(b) for b in _bundles) > 10
+  assert len(_bundles) < MESSAGES / 10
