@@ -1,15 +1,14 @@
 """Per-key state of the moderation DoFn stays bounded on an unbounded stream.
 
 A runner's state is not observable from a pipeline, so this drives the real
-DoFn the way a runner does (per-key bag/value state, one watermark timer per
-key, timers fired in time order as the watermark advances) and looks at what
-each key keeps.
+DoFn the way a runner does (tests.harness.keyed_state) and looks at what each
+key keeps.
 """
 import random
 
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
+from tests.harness.keyed_state import KeyedDriver
 from tests.moderation_fixtures import HOUR
 from tests.moderation_fixtures import T0
 from tests.moderation_fixtures import comment
@@ -19,98 +18,14 @@ from transforms.moderation import replay
 DAY = 24 * HOUR
 
 
-class _Value(object):
-
-  def __init__(self):
-    self.value = None
-
-  def read(self):
-    return self.value
-
-  def write(self, value):
-    self.value = value
-
-  def clear(self):
-    self.value = None
-
-
-class _Bag(object):
-
-  def __init__(self):
-    self.items = []
-
-  def add(self, item):
-    self.items.append(item)
-
-  def read(self):
-    return list(self.items)
-
-  def clear(self):
-    self.items = []
-
-
-class _Timer(object):
-
-  def __init__(self):
-    self.at = None
-
-  def set(self, ts):
-    self.at = ts.micros
-
-  def clear(self):
-    self.at = None
-
-
-class _KeyedDriver(object):
-  """Per-key state + timers for one DoFn instance, advanced by watermark."""
-
-  def __init__(self, fn):
-    self.fn = fn
-    self.fn.setup()
-    self.keys = {}
-    self.decisions, self.dead = [], []
-    self.firings = 0
-
-  def _state(self, key):
-    return self.keys.setdefault(key, (_Bag(), _Value(), _Value(), _Timer()))
-
-  def _collect(self, outputs):
-    for out in outputs or ():
-      if isinstance(out, TaggedOutput):
-        self.dead.append(out.value)
-      else:
-        self.decisions.append(out)
-
-  def _fire(self, key, at):
-    bag, ledger, timer_at, timer = self.keys[key]
-    timer.at = None
-    self.firings += 1
-    self._collect(self.fn.on_tick(
-        fire=Timestamp(micros=at), buffer=bag, ledger_state=ledger,
-        timer_at=timer_at, tick=timer))
+class _Driver(KeyedDriver):
+  """KeyedDriver fed comments, with the watermark in seconds after T0."""
 
   def add(self, c):
-    bag, ledger, timer_at, timer = self._state(c['commenter_id'])
-    t = Timestamp.from_rfc3339(c['timestamp'])
-    self._collect(self.fn.process(
-        (c['commenter_id'], c), t=t, buffer=bag, ledger_state=ledger,
-        timer_at=timer_at, tick=timer))
+    super().add(c['commenter_id'], c, Timestamp.from_rfc3339(c['timestamp']))
 
   def advance(self, seconds_after_t0):
-    watermark = T0 * 1_000_000 + round(seconds_after_t0 * 1_000_000)
-    while True:
-      due = [(s[3].at, k) for k, s in self.keys.items()
-             if s[3].at is not None and s[3].at <= watermark]
-      if not due:
-        break
-      at, key = min(due)
-      self._fire(key, at)
-
-  def live_keys(self):
-    """Keys holding any state or timer."""
-    return {k for k, (bag, ledger, timer_at, timer) in self.keys.items()
-            if bag.items or ledger.value is not None or
-            timer_at.value is not None or timer.at is not None}
+    super().advance(T0 * 1_000_000 + round(seconds_after_t0 * 1_000_000))
 
 
 def _fn(lateness=HOUR, interval=1.0):
@@ -131,7 +46,7 @@ def test_live_state_follows_active_commenters_only():
   by_hour = {}
   for c in comments:
     by_hour.setdefault(_seconds(c) // HOUR, []).append(c)
-  driver = _KeyedDriver(_fn())
+  driver = _Driver(_fn())
   newest, peak = {}, 0
   for hour in range(0, 32 * 24):
     for c in by_hour.get(hour, ()):
@@ -152,7 +67,7 @@ def test_live_state_follows_active_commenters_only():
 
 
 def test_late_comment_is_caught_after_its_key_was_cleared():
-  driver = _KeyedDriver(_fn())
+  driver = _Driver(_fn())
   driver.add(comment('a1', 'alice', HOUR, 'Obama'))
   driver.add(comment('b1', 'bob', HOUR, 'Obama'))
   driver.advance(3 * DAY)
@@ -171,7 +86,7 @@ def _busy_stream(interval):
   rng = random.Random(5)
   comments = [comment(f'c{i:03d}', 'u', i / 10, *rng.sample('ABC', 1))
               for i in range(200)]
-  driver = _KeyedDriver(_fn(lateness=2, interval=interval))
+  driver = _Driver(_fn(lateness=2, interval=interval))
   for i, c in enumerate(comments):
     driver.add(c)
     driver.advance(i / 10 - 2)
@@ -195,7 +110,7 @@ def test_decision_interval_decides_the_same_with_fewer_timer_firings():
 
 
 def test_decision_interval_keeps_the_lateness_rule():
-  driver = _KeyedDriver(_fn(lateness=2, interval=1))
+  driver = _Driver(_fn(lateness=2, interval=1))
   driver.add(comment('a', 'u', 10.2, 'A'))
   driver.advance(12.5)  # the timer is on the grid: 12.2 -> 13
   assert driver.decisions == []
