@@ -3,15 +3,21 @@ step alone over the same comments (`transforms.entities.LocalEntityFn
 .annotate` in batches of its default size: the limit), in one run,
 interleaved. The pipeline runs as a batch replay (`--input`, FnApiRunner)
 and streaming (DirectRunner reading the Pub/Sub emulator: from the first
-publish to the last decision pulled back, event times rewritten to "now"
-because the DirectRunner's Pub/Sub watermark is the wall clock; allowed
-lateness 2 s). Local spaCy entities throughout.
+publish to the last decision pulled back, by a separate feeder process;
+event times rewritten to "now" because the DirectRunner's Pub/Sub watermark
+is the wall clock; allowed lateness 2 s, decision interval 1 s: both are in
+the figure). Local spaCy entities throughout.
+
+State: the rule's per-key state, day by day over a long stream (60 days,
+2,000 commenters, 2,400 comments a day), measured by driving the real DoFn
+the way a runner does (a runner's state is not observable from a pipeline);
+it must stay flat, not grow with the stream.
 
 Comments come from tests.harness.comments_demo (the demo generator: 40
 commenters over 3 days, well-known people, no malformed lines).
 
   python -m benchmarks.moderation [--comments 20000] [--repeats 2]
-      [--streaming_comments 2000]
+      [--streaming_comments 10000] [--state_days 60]
 
 The last line printed is one JSON object with the figures. Target: the
 pipeline at >= 0.8 x the NER-only rate.
@@ -27,6 +33,9 @@ import time
 from benchmarks import common
 
 TARGET = 0.8
+PROJECT = 'benchmark-project'
+STREAM_TOPICS = ('comments', 'decisions', 'dead-letters')
+STREAM_LATENESS_S = 2
 
 
 def dataset(n):
@@ -71,7 +80,10 @@ def child_replay(path):
 
 
 def child_streaming(path):
-  """Needs the Pub/Sub emulator (gcloud SDK jar + java), started here."""
+  """The streaming pipeline on the DirectRunner, reading the Pub/Sub emulator
+  (gcloud SDK jar + java, started here); a separate process publishes the
+  comments and pulls the decisions back, so that its client work does not
+  share this process's interpreter with the pipeline."""
   import socket
   import subprocess
   import threading
@@ -98,59 +110,134 @@ def child_streaming(path):
         time.sleep(0.2)
     os.environ['PUBSUB_EMULATOR_HOST'] = host
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    names = {}
-    for name in ('comments', 'decisions', 'dead-letters'):
-      topic = publisher.topic_path('benchmark-project', name)
-      publisher.create_topic(name=topic)
-      sub = subscriber.subscription_path('benchmark-project', name + '-sub')
-      subscriber.create_subscription(name=sub, topic=topic)
-      names[name] = (topic, sub)
-    with open(path, encoding='utf-8') as f:
-      comments = [json.loads(line) for line in f]
+    for name in STREAM_TOPICS:
+      publisher.create_topic(name=publisher.topic_path(PROJECT, name))
+      subscriber.create_subscription(
+          name=subscriber.subscription_path(PROJECT, name + '-sub'),
+          topic=publisher.topic_path(PROJECT, name))
     result = moderate.run([
-        '--input_subscription', names['comments'][1],
-        '--output_topic', names['decisions'][0],
-        '--dead_letter_topic', names['dead-letters'][0],
-        '--allowed_lateness', '2'], wait=False)
+        '--input_subscription',
+        subscriber.subscription_path(PROJECT, 'comments-sub'),
+        '--output_topic', publisher.topic_path(PROJECT, 'decisions'),
+        '--dead_letter_topic', publisher.topic_path(PROJECT, 'dead-letters'),
+        '--allowed_lateness', str(STREAM_LATENESS_S)], wait=False)
     time.sleep(5)  # let the DirectRunner start pulling
-    started = time.time()
-    futures = []
-    for i, comment in enumerate(comments):
-      comment['timestamp'] = started + i * 0.001
-      futures.append(publisher.publish(names['comments'][0],
-                                       json.dumps(comment).encode()))
-    for future in futures:
-      future.result(timeout=60)
-    got, last, deadline = 0, started, time.monotonic() + 600
-    while got < len(comments) and time.monotonic() < deadline:
-      for name in ('decisions', 'dead-letters'):
-        response = subscriber.pull(subscription=names[name][1],
-                                   max_messages=1000, timeout=1)
-        if response.received_messages:
-          last = time.time()
-          subscriber.acknowledge(
-              subscription=names[name][1],
-              ack_ids=[m.ack_id for m in response.received_messages])
-          got += len(response.received_messages)
-    elapsed = last - started
+    feeder = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.moderation',
+         '--feed_path', path], capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PUBSUB_EMULATOR_HOST=host))
     threading.Thread(target=result.cancel, daemon=True).start()
-    if got < len(comments):
-      raise RuntimeError(f'only {got} of {len(comments)} comments decided')
-    return {'elapsed_s': elapsed}
+    if feeder.returncode:
+      raise RuntimeError('feeder failed:\n' + feeder.stderr[-2000:])
+    return json.loads(feeder.stdout.strip().splitlines()[-1])
   finally:
     emulator.terminate()
     emulator.wait(timeout=30)
+
+
+def feed(path):
+  """Publishes the comments (event times rewritten to "now": the
+  DirectRunner's Pub/Sub watermark is the wall clock) and receives decisions
+  and dead letters by streaming pull until every comment is accounted for.
+  Elapsed: first publish to last decision received."""
+  import threading
+  from google.cloud import pubsub_v1
+  publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+  with open(path, encoding='utf-8') as f:
+    comments = [json.loads(line) for line in f]
+  lock, done = threading.Lock(), threading.Event()
+  received = {'count': 0, 'first': None, 'last': None}
+
+  def on_message(message):
+    message.ack()
+    with lock:
+      received['last'] = time.time()
+      received['first'] = received['first'] or received['last']
+      received['count'] += 1
+      if received['count'] >= len(comments):
+        done.set()
+
+  pulls = [subscriber.subscribe(
+      subscriber.subscription_path(PROJECT, name + '-sub'), on_message)
+           for name in STREAM_TOPICS[1:]]
+  topic = publisher.topic_path(PROJECT, 'comments')
+  started = time.time()
+  futures = []
+  for i, comment in enumerate(comments):
+    comment['timestamp'] = started + i * 0.001
+    futures.append(publisher.publish(topic, json.dumps(comment).encode()))
+  for future in futures:
+    future.result(timeout=60)
+  published = time.time()
+  done.wait(timeout=600)
+  for pull in pulls:
+    pull.cancel()
+  if received['count'] < len(comments):
+    raise RuntimeError(
+        f'only {received["count"]} of {len(comments)} comments decided')
+  return {'elapsed_s': received['last'] - started,
+          'publish_s': published - started,
+          'first_decision_s': received['first'] - started}
+
+
+def long_stream_state(days, commenters, per_day, seed=0):
+  """The rule's per-key state over a long stream, day by day.
+
+  The real DoFn, driven the way a runner drives it (tests.harness.keyed_state:
+  per-key state, event-time timers), over `days` of comments by
+  `commenters` people mentioning 0-2 of 8 entities, arriving hour by hour
+  with the watermark following; lateness 300 s, decision interval 1 s (the
+  defaults). Returns the live keys and pickled state bytes at the end of
+  each day, and after the stream has ended and the watermark moved on.
+  """
+  import random
+  from apache_beam.utils.timestamp import Timestamp
+  from tests.harness.keyed_state import KeyedDriver
+  from tests.moderation_fixtures import T0
+  from tests.moderation_fixtures import comment
+  from transforms.moderation import ModerateComments
+  rng = random.Random(seed)
+  people = [f'E{k}' for k in range(8)]
+  driver = KeyedDriver(ModerateComments(24, 300)._fn)
+  per_day_state, n = [], 0
+  for day in range(days):
+    for hour in range(24):
+      start = (day * 24 + hour) * 3600
+      batch = sorted(
+          (start + rng.random() * 3600, f'u{rng.randrange(commenters)}')
+          for _ in range(per_day // 24))
+      for seconds, user in batch:
+        c = comment(f'c{n:07d}', user, seconds,
+                    *rng.sample(people, rng.randint(0, 2)))
+        n += 1
+        driver.add(user, c, Timestamp.from_rfc3339(c['timestamp']))
+      driver.advance((T0 + start + 3600) * 1_000_000)
+    per_day_state.append({'day': day + 1, 'comments': n,
+                          'live_keys': len(driver.live_keys()),
+                          'state_kb': round(driver.state_bytes() / 1024)})
+  driver.advance((T0 + (days + 2) * 86400) * 1_000_000)
+  assert len(driver.decisions) == n and not driver.dead
+  return {'days': per_day_state,
+          'after_end': {'live_keys': len(driver.live_keys()),
+                        'state_kb': round(driver.state_bytes() / 1024)}}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--comments', type=int, default=20000)
   parser.add_argument('--repeats', type=int, default=2)
-  parser.add_argument('--streaming_comments', type=int, default=2000,
+  parser.add_argument('--streaming_comments', type=int, default=10000,
                       help='Comments for the streaming run (0: skip it).')
+  parser.add_argument('--state_days', type=int, default=60,
+                      help='Days of the long stream whose state is measured '
+                      '(0: skip it).')
   parser.add_argument('--child', choices=('ner', 'replay', 'streaming'),
                       help=argparse.SUPPRESS)
+  parser.add_argument('--feed_path', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  if args.feed_path:
+    print(json.dumps(feed(args.feed_path)), flush=True)
+    return 0
   os.makedirs(common.SCRATCH, exist_ok=True)
   path = dataset(args.comments)
   if args.child:
@@ -182,6 +269,9 @@ def main(argv=None):
                  'all_comments_per_s': [round(f['comments_per_s']) for f in fs],
                  'peak_rss_mb': max(f['peak_rss_mb'] for f in fs)}
              for v, fs in runs.items()}
+  if 'streaming' in runs:
+    results['streaming']['first_decision_s'] = round(common.median(
+        [f['first_decision_s'] for f in runs['streaming']]), 2)
   ratios = {f'{v}/ner': round(results[v]['comments_per_s'] /
                               results['ner']['comments_per_s'], 2)
             for v in results if v != 'ner'}
@@ -191,9 +281,26 @@ def main(argv=None):
       [[v, f'{results[v]["comments"]:,}', results[v]['comments_per_s'],
         ratios.get(f'{v}/ner', 1.0), results[v]['peak_rss_mb']]
        for v in results]))
+  state = None
+  if args.state_days:
+    state = long_stream_state(args.state_days, commenters=2000, per_day=2400)
+    days = state['days']
+    shown = sorted({1, 2, 7, len(days) // 2, len(days)})
+    state['max_state_kb'] = max(d['state_kb'] for d in days)
+    state['days'] = [d for d in days if d['day'] in shown]
+    print()
+    print('Rule state over a long stream (2,000 commenters, 2,400 '
+          'comments/day):')
+    print(common.table(
+        ['day', 'comments so far', 'live keys', 'state (KB)'],
+        [[d['day'], f'{d["comments"]:,}', d['live_keys'], d['state_kb']]
+         for d in state['days']] +
+        [['ended', '', state['after_end']['live_keys'],
+          state['after_end']['state_kb']]]))
   print(json.dumps({'workload': 'moderation', 'repeats': args.repeats,
                     'machine': common.machine(), 'results': results,
-                    'ratios': ratios, 'target': TARGET}))
+                    'ratios': ratios, 'target': TARGET,
+                    'state': state}))
 
 
 if __name__ == '__main__':
