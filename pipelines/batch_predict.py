@@ -18,7 +18,6 @@ Inputs and outputs are files (local or gs://) or BigQuery tables.
         --temp_location gs://my-bucket/tmp
 """
 import argparse
-import os
 import sys
 import time
 
@@ -254,7 +253,7 @@ def inference_threads(args, local):
   (a distributed runner already runs a worker per core)."""
   if args.inference_threads is not None:
     return args.inference_threads
-  return min(4, (os.cpu_count() or 1) + 1) if local else 0
+  return min(4, launch.usable_cores() + 1) if local else 0
 
 
 def build(pipeline, args, patterns, input_format, signature, feature_map):

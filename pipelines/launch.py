@@ -6,6 +6,7 @@ line naming the flag, with exit code 2, never as a traceback from a worker.
 """
 import argparse
 import logging
+import os
 import sys
 
 from apache_beam.options.pipeline_options import DirectOptions
@@ -62,6 +63,16 @@ def default_local_runner(options: PipelineOptions):
   if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
     direct.direct_running_mode = 'multi_threading'
   return options
+
+
+def usable_cores():
+  """Cores this process may run on: its CPU affinity where the OS keeps one
+  (a container or `taskset` pinned to a cpuset sees its share, not the
+  host's count), else os.cpu_count()."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # no affinity on this platform
+    return os.cpu_count() or 1
 
 
 _LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',

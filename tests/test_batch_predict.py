@@ -1,5 +1,6 @@
 """End to end: the batch serving job over every input format and failure."""
 import json
+import os
 import random
 import subprocess
 import sys
@@ -273,6 +274,21 @@ def test_local_and_distributed_runners_are_told_apart():
   assert launch.is_local_runner(PipelineOptions([]))
   assert not launch.is_local_runner(
       PipelineOptions(['--runner', 'DataflowRunner']))
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'),
+                    reason='no CPU affinity on this platform')
+def test_default_inference_threads_follow_the_cores_this_process_may_use():
+  # Pinned to one core (a container's cpuset, taskset), a worker sees one
+  # core, not the host's count: one model call in flight beside it.
+  code = ('import os, argparse; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
+          'from pipelines import batch_predict, launch; '
+          'args = argparse.Namespace(inference_threads=None); '
+          'print(launch.usable_cores(), batch_predict.inference_threads(args, True), '
+          'batch_predict.inference_threads(args, False))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, check=True).stdout.split()
+  assert out == ['1', '2', '0']
 
 
 def test_direct_num_workers_alone_means_worker_threads(tmp_path, tiny_model_dir):
