@@ -12,6 +12,9 @@
            does not support)
   ours     pipelines.batch_predict end to end (read, key, de-duplicate,
            validate, infer, format, write), one process, default flags
+  ours_1c  ours pinned to one core (CPU affinity, set before anything is
+           imported; batch_predict then sizes its defaults for one core):
+           ours / ours_1c is what the second core buys
   ours_2w  the same with --direct_num_workers=2 (which batch_predict runs
            as two worker threads in one process: pipelines/launch.py)
   ours_2p  the same with --direct_num_workers=2
@@ -25,7 +28,8 @@ Variants are interleaved (rotated each repeat) because the machine may be
 shared; the table shows medians.
 
   python -m benchmarks.batch_inference [--sizes 20000,200000,1000000]
-      [--repeats 2] [--repeats_1m 1] [--variants raw,stock,ours,ours_2w,ours_2p]
+      [--repeats 2] [--repeats_1m 1]
+      [--variants raw,stock,ours,ours_1c,ours_2w,ours_2p]
 
 The last line printed is one JSON object with the figures.
 """
@@ -40,9 +44,9 @@ import time
 from benchmarks import common
 
 MODEL_DIR = 'data/models/sentiment/1'
-VARIANTS = ('raw', 'stock', 'ours', 'ours_2w', 'ours_2p')
+VARIANTS = ('raw', 'stock', 'ours', 'ours_1c', 'ours_2w', 'ours_2p')
 WORKER_FLAGS = {
-    'ours': [], 'ours_2w': ['--direct_num_workers=2'],
+    'ours': [], 'ours_1c': [], 'ours_2w': ['--direct_num_workers=2'],
     'ours_2p': ['--direct_num_workers=2',
                 '--direct_running_mode=multi_processing']}
 TARGETS = {'ours/raw at 200k': 0.8, 'ours/stock': 2.0, 'ours_2w/ours': 1.6}
@@ -116,6 +120,8 @@ def child_ours(pattern, batch_size, model_dir, output, worker_flags):
 
 
 def run_child(args):
+  if args.child == 'ours_1c':
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   output_dir = tempfile.mkdtemp(prefix='bench-out-', dir=common.SCRATCH)
   output = os.path.join(output_dir, 'predictions')
   try:
@@ -149,7 +155,7 @@ def main(argv=None):
                       help='Repeats for sizes of 1M records and more.')
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument(
-      '--variants_1m', default='raw,ours,ours_2w,ours_2p',
+      '--variants_1m', default='raw,ours,ours_1c,ours_2w,ours_2p',
       help='Variants for sizes of 1M records and more (stock, at about 1k '
       'records/s here, would take over 15 minutes).')
   parser.add_argument('--batch_size', type=int, default=256)
@@ -197,17 +203,19 @@ def main(argv=None):
                  'ours/stock': ratio('ours', 'stock'),
                  'ours_2w/raw': ratio('ours_2w', 'raw'),
                  'ours_2w/stock': ratio('ours_2w', 'stock'),
+                 'ours/ours_1c': ratio('ours', 'ours_1c'),
                  'ours_2w/ours': ratio('ours_2w', 'ours'),
                  'ours_2p/ours': ratio('ours_2p', 'ours')}
     rows.append([f'{n:,}'] + [
         f'{rate[v]:,} ({by_variant[v]["peak_rss_mb"]:,} MB)' if v in rate
         else 'not run' for v in variants
-    ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours_2w/ours',
-                                'ours_2p/ours')])
+    ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours/ours_1c',
+                                'ours_2w/ours', 'ours_2p/ours')])
   print()
   print(common.table(
       ['records'] + [f'{v} rec/s (peak RSS)' for v in variants] +
-      ['ours/raw', 'ours/stock', 'ours_2w/ours', 'ours_2p/ours'], rows))
+      ['ours/raw', 'ours/stock', 'ours/ours_1c', 'ours_2w/ours',
+       'ours_2p/ours'], rows))
   print(json.dumps({
       'workload': 'batch_inference', 'batch_size': args.batch_size,
       'repeats': args.repeats, 'repeats_1m': args.repeats_1m,
