@@ -208,6 +208,23 @@ def test_batch_replay_orders_by_event_time_and_dedupes():
   assert summary.dead_letters_by_reason(counters) == {'duplicate': 1}
 
 
+def test_batch_replay_keeps_the_earliest_copy_of_a_comment_id():
+  # Copies of one comment_id at different times: the earliest is decided
+  # (as the reference replay does), whatever order they arrive in.
+  early = comment('c1', 'u', 0, 'Obama')
+  late_copy = comment('c1', 'u', 2 * HOUR, 'Merkel')
+  c2 = comment('c2', 'u', HOUR, 'Obama', 'Merkel')
+  oracle = brief(replay([late_copy, c2, early]))
+  assert oracle == [('c1', 'allow', ()), ('c2', 'reject', ('Obama',))]
+  p, out = _run_batch([late_copy, c2, early])
+  assert_that(out.decisions | beam.Map(lambda d: brief([d])[0]),
+              equal_to(oracle))
+  assert_that(out[DEAD_LETTER] | beam.Map(
+      lambda d: (d['key'], d['reason'], 'Merkel' in d['raw'])),
+              equal_to([('c1', 'duplicate', True)]), label='dead')
+  p.run().wait_until_finish()
+
+
 def test_decision_record_shape():
   decisions = replay([comment('c1', 'u', 0, 'Obama'),
                       comment('c2', 'u', 60, 'Obama')])
