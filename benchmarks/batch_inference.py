@@ -12,8 +12,9 @@
            does not support)
   ours     pipelines.batch_predict end to end (read, key, de-duplicate,
            validate, infer, format, write), one process, default flags
-  ours_1c  ours pinned to one core (CPU affinity, set before anything is
-           imported; batch_predict then sizes its defaults for one core):
+  ours_1c  ours pinned to one core (CPU affinity, set before TensorFlow or
+           Beam is imported; batch_predict then sizes its defaults for one
+           core):
            ours / ours_1c is what the second core buys
   ours_2w  the same with --direct_num_workers=2 (which batch_predict runs
            as two worker threads in one process: pipelines/launch.py)
