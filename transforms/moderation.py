@@ -281,12 +281,9 @@ class _DecideInEventTimeOrder(beam.DoFn):
     rest = [p for p in pending if p[0] > cutoff]
     ready.sort(key=lambda p: (p[0], p[1]))
     for t_micros, comment_id, payload in ready:
-      comment = orjson.loads(payload)
       ledger.pending.discard(comment_id)
       ledger.decided[comment_id] = t_micros
-      decision = decide(comment, t_micros, ledger.history, self._window)
-      (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
-      yield decision
+      yield self._decide(orjson.loads(payload), t_micros, ledger.history)
 
     buffer.clear()
     timer_at.clear()
@@ -309,6 +306,11 @@ class _DecideInEventTimeOrder(beam.DoFn):
     timer_at.write(next_fire)
     tick.set(Timestamp(micros=next_fire))
 
+  def _decide(self, comment, t_micros, history):
+    """`decide`, counted as allowed or rejected."""
+    decision = decide(comment, t_micros, history, self._window)
+    (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
+    return decision
 
   def _decide_all(self, buffer):
     """Bounded input: a key's comments, all buffered, decided in one pass.
@@ -325,9 +327,7 @@ class _DecideInEventTimeOrder(beam.DoFn):
                      'comment_id already received')
         continue
       decided.add(comment_id)
-      decision = decide(comment, t_micros, history, self._window)
-      (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
-      yield decision
+      yield self._decide(comment, t_micros, history)
     buffer.clear()
 
 
