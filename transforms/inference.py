@@ -105,4 +105,3 @@ class SignatureModelHandler(ModelHandler):
 
   def get_metrics_namespace(self):
     return 'inference'
-
