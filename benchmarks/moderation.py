@@ -84,34 +84,20 @@ def child_replay(path):
 
 def child_streaming(path):
   """The streaming pipeline on the DirectRunner, reading the Pub/Sub emulator
-  (gcloud SDK jar + java, started here); a separate process publishes the
-  comments and pulls the decisions back, so that its client work does not
-  share this process's interpreter with the pipeline."""
-  import socket
+  (gcloud SDK jar + java, started here as the tests start it); a separate
+  process publishes the comments and pulls the decisions back, so that its
+  client work does not share this process's interpreter with the
+  pipeline."""
+  import pathlib
   import subprocess
   import threading
-  import urllib.request
   from google.cloud import pubsub_v1
   from pipelines import moderate
-  from tests.harness.pubsub import emulator_jar
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    host = f'127.0.0.1:{s.getsockname()[1]}'
-  emulator = subprocess.Popen(
-      ['java', '-jar', emulator_jar(), '--host=127.0.0.1',
-       f'--port={host.split(":")[1]}'],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.monotonic() + 60
-    while True:
-      try:
-        with urllib.request.urlopen(f'http://{host}/', timeout=1):
-          break
-      except OSError:
-        if time.monotonic() > deadline:
-          raise RuntimeError('Pub/Sub emulator did not start')
-        time.sleep(0.2)
-    os.environ['PUBSUB_EMULATOR_HOST'] = host
+  from tests.harness import pubsub as pubsub_harness
+  log_dir = pathlib.Path(tempfile.mkdtemp(prefix='bench-pubsub-',
+                                          dir=common.SCRATCH))
+  with pubsub_harness.running_emulator(pubsub_harness.emulator_jar(),
+                                       shutil.which('java'), log_dir) as host:
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     for name in STREAM_TOPICS:
       publisher.create_topic(name=publisher.topic_path(PROJECT, name))
@@ -130,12 +116,10 @@ def child_streaming(path):
          '--feed_path', path], capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PUBSUB_EMULATOR_HOST=host))
     threading.Thread(target=result.cancel, daemon=True).start()
-    if feeder.returncode:
-      raise RuntimeError('feeder failed:\n' + feeder.stderr[-2000:])
-    return json.loads(feeder.stdout.strip().splitlines()[-1])
-  finally:
-    emulator.terminate()
-    emulator.wait(timeout=30)
+  shutil.rmtree(log_dir, ignore_errors=True)
+  if feeder.returncode:
+    raise RuntimeError('feeder failed:\n' + feeder.stderr[-2000:])
+  return json.loads(feeder.stdout.strip().splitlines()[-1])
 
 
 def feed(path):

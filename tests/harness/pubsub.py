@@ -36,7 +36,7 @@ def emulator_jar():
 
 
 @contextlib.contextmanager
-def _running_emulator(jar, java, log_dir):
+def running_emulator(jar, java, log_dir):
   """Starts the emulator, sets PUBSUB_EMULATOR_HOST, yields 'host:port';
   always stops it by its pid and restores the environment."""
   host = f'127.0.0.1:{standins.free_port()}'
@@ -77,6 +77,6 @@ def pubsub_emulator(tmp_path_factory):
   java = shutil.which('java')
   if not jar or not java:
     pytest.skip('Pub/Sub emulator (gcloud SDK jar + java) not installed')
-  with standins.shared('pubsub', lambda: _running_emulator(
+  with standins.shared('pubsub', lambda: running_emulator(
       jar, java, tmp_path_factory.mktemp('pubsub'))) as host:
     yield host
