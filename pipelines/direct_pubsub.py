@@ -1,4 +1,5 @@
-"""Local streaming runs pull up to 1,000 Pub/Sub messages per bundle, not 10.
+"""Local streaming runs pull up to 1,000 Pub/Sub messages per bundle, not 10,
+and wait at most a second on an empty subscription, not 30.
 
 Beam's Python DirectRunner (2.77) reads Pub/Sub with one synchronous pull of
 at most 10 messages per bundle (`_PubSubReadEvaluator._read_from_pubsub`),
@@ -9,6 +10,13 @@ rate, whatever the pipeline does: moderation streamed ~130 comments/s with
 subscription holds, so a wider pull changes nothing for a trickle of
 messages, only how a backlog is cut into bundles.
 
+The same evaluator pulls with a 30 s deadline, and the source watermark
+(the wall clock at each read) stands still while a pull waits: once a burst
+of messages is drained, the last decisions waited up to 30 s for it (200
+comments: first decision after 31 s). Pulls here wait at most
+IDLE_WAIT_S, an empty answer (or the deadline passing) reads as no
+messages, and the watermark moves on every second.
+
 This swaps in Beam's own evaluator with the wider pull. It relies on
 DirectRunner internals, so it checks for them and leaves Beam's reader in
 place, with a warning, when they are not there; other runners read Pub/Sub
@@ -17,21 +25,29 @@ their own way and are never touched.
 import logging
 
 PULL_MESSAGES = 1000
+IDLE_WAIT_S = 1.0
 
 _LOG = logging.getLogger(__name__)
 _installed = False
 
 
 class _WidePulls(object):
-  """A subscriber client whose pulls ask for PULL_MESSAGES messages."""
+  """A subscriber client whose pulls ask for PULL_MESSAGES messages and
+  wait at most IDLE_WAIT_S."""
 
   def __init__(self, client):
     self._client = client
 
   def pull(self, subscription, max_messages, timeout):
-    del max_messages  # the DirectRunner's 10
-    return self._client.pull(subscription=subscription,
-                             max_messages=PULL_MESSAGES, timeout=timeout)
+    del max_messages, timeout  # the DirectRunner's 10 messages and 30 s
+    from google.api_core import exceptions
+    from google.pubsub_v1.types import PullResponse
+    try:
+      return self._client.pull(subscription=subscription,
+                               max_messages=PULL_MESSAGES,
+                               timeout=IDLE_WAIT_S)
+    except (exceptions.DeadlineExceeded, exceptions.RetryError):
+      return PullResponse()  # nothing within IDLE_WAIT_S: read again later
 
   def __getattr__(self, name):
     return getattr(self._client, name)

@@ -2,7 +2,8 @@
 
 A backlog of messages is published first; a streaming pipeline reads the
 subscription and records how many messages each bundle carried. Beam's own
-reader cuts every backlog into bundles of at most 10.
+reader cuts every backlog into bundles of at most 10, and waits up to 30 s on
+an empty subscription (the source watermark stands still meanwhile).
 """
 import threading
 import time
@@ -63,3 +64,24 @@ def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
   assert sorted(received) == sorted(sent)
   assert max(len(b) for b in _bundles) > 10
   assert len(_bundles) < MESSAGES / 10
+
+
+def test_a_pull_on_an_empty_subscription_answers_within_the_idle_wait(
+    pubsub_emulator):
+  publisher = pubsub_v1.PublisherClient()
+  subscriber = pubsub_v1.SubscriberClient()
+  topic = publisher.topic_path(PROJECT, 'quiet')
+  publisher.create_topic(name=topic)
+  sub = subscriber.subscription_path(PROJECT, 'quiet-sub')
+  subscriber.create_subscription(name=sub, topic=topic)
+  pulls = direct_pubsub._WidePulls(subscriber)  # pylint: disable=protected-access
+  started = time.monotonic()
+  # What the DirectRunner asks for: 10 messages, a 30 s deadline.
+  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  waited = time.monotonic() - started
+  assert list(response.received_messages) == []
+  # Well under the runner's 30 s (it waits IDLE_WAIT_S, 1 s).
+  assert waited < 15, waited
+  publisher.publish(topic, b'late').result(timeout=30)
+  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  assert [m.message.data for m in response.received_messages] == [b'late']
