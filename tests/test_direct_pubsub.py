@@ -34,13 +34,19 @@ class _RecordBundleSizes(beam.DoFn):
       _bundles.append(self._payloads)
 
 
-def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
+def _topic_and_subscription(name):
+  """(publisher, topic, subscriber, subscription) for a new topic `name`."""
   publisher = pubsub_v1.PublisherClient()
   subscriber = pubsub_v1.SubscriberClient()
-  topic = publisher.topic_path(PROJECT, 'backlog')
+  topic = publisher.topic_path(PROJECT, name)
   publisher.create_topic(name=topic)
-  sub = subscriber.subscription_path(PROJECT, 'backlog-sub')
+  sub = subscriber.subscription_path(PROJECT, name + '-sub')
   subscriber.create_subscription(name=sub, topic=topic)
+  return publisher, topic, subscriber, sub
+
+
+def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
+  publisher, topic, _, sub = _topic_and_subscription('backlog')
   sent = {f'm{i:03d}'.encode() for i in range(MESSAGES)}
   for f in [publisher.publish(topic, data) for data in sorted(sent)]:
     f.result(timeout=30)
@@ -68,12 +74,7 @@ def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
 
 def test_a_pull_on_an_empty_subscription_answers_within_the_idle_wait(
     pubsub_emulator):
-  publisher = pubsub_v1.PublisherClient()
-  subscriber = pubsub_v1.SubscriberClient()
-  topic = publisher.topic_path(PROJECT, 'quiet')
-  publisher.create_topic(name=topic)
-  sub = subscriber.subscription_path(PROJECT, 'quiet-sub')
-  subscriber.create_subscription(name=sub, topic=topic)
+  publisher, topic, subscriber, sub = _topic_and_subscription('quiet')
   pulls = direct_pubsub._WidePulls(subscriber)  # pylint: disable=protected-access
   started = time.monotonic()
   # What the DirectRunner asks for: 10 messages, a 30 s deadline.
