@@ -26,29 +26,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import file_inputs
 from pipelines import gcp
+from pipelines import keyed_input
 from pipelines import launch
 from pipelines import summary
 from transforms import bigquery_io
 from transforms import bigquery_schemas
-from transforms import keys
-from transforms import line_ranges
 from transforms import sinks
 from transforms import sources
 from transforms.chunk_inference import RunChunkInference
 from transforms.dead_letter import DEAD_LETTER
-from transforms.dead_letter import Routed
-from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
-from transforms.keyed_chunks import DUPLICATED
-from transforms.keyed_chunks import KeyAndValidateChunks
 from transforms.prediction_log import WritePredictionLog
 from transforms.predictions import LOG
 from transforms.predictions import FormatPredictionChunks
 from transforms.predictions import arrow_schema
 from transforms.predictions import avro_schema
 from transforms.predictions import stringify_passthrough
-from transforms.record_chunks import ChunkRecords
 from transforms.record_chunks import Unchunk
 
 
@@ -142,12 +136,7 @@ def build_parser():
   parser.add_argument(
       '--batch_size', type=int, default=DEFAULT_BATCH_SIZE,
       help=f'Records per model call (default: {DEFAULT_BATCH_SIZE}).')
-  parser.add_argument(
-      '--inference_threads', type=int,
-      help='Model calls in flight at once per worker process, overlapping '
-      'TensorFlow with the Python steps (0: one at a time, in the worker '
-      'thread). Default: on local runners one more than the CPU cores, at '
-      'most 4; on distributed runners 0.')
+  keyed_input.add_inference_threads_argument(parser)
   parser.add_argument(
       '--num_shards', type=int, default=0,
       help='Output shards; 0 lets the runner decide (default).')
@@ -184,8 +173,7 @@ def validate(args):
   input_format = file_inputs.resolve_format(args, patterns) if patterns else None
   if args.batch_size < 1:
     raise launch.UsageError('--batch_size', 'must be at least 1')
-  if args.inference_threads is not None and args.inference_threads < 0:
-    raise launch.UsageError('--inference_threads', 'must be at least 0')
+  keyed_input.check_inference_threads(args)
   if not 0 <= args.log_sample_rate <= 1:
     raise launch.UsageError('--log_sample_rate', 'must be between 0 and 1')
   if args.max_text_bytes < 1:
@@ -206,34 +194,6 @@ def validate(args):
   return patterns, input_format, signature, feature_map
 
 
-def _read_chunks(pipeline, args, patterns, input_format):
-  """Routed(chunks of dict records, dead letters) from files or BigQuery."""
-  if input_format in line_ranges.LINE_FORMATS:
-    return pipeline | 'Read' >> line_ranges.ReadLineChunks(
-        patterns, input_format, args.batch_size)
-  if patterns:
-    read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
-  else:
-    read = pipeline | 'Read' >> bigquery_io.ReadTable(
-        table=args.input_table, query=args.input_query)
-  return Routed(read.main | 'Chunk' >> ChunkRecords(args.batch_size),
-                read.dead_letter)
-
-
-def _duplicate_keys(pipeline, args, patterns, input_format, read, local):
-  """(key, count) of keys seen more than once. Line files are read a second
-  time for their keys alone: records then never wait for (or are held
-  until) the check. Other sources share the read, which the runner may
-  materialize."""
-  if input_format in line_ranges.LINE_FORMATS:
-    key_source = (pipeline | 'Read keys' >> line_ranges.ReadLineChunks(
-        patterns, input_format, args.batch_size, quiet=True)).main
-  else:
-    key_source = read.main
-  return key_source | 'Find duplicate keys' >> keys.FindDuplicateKeys(
-      args.key_field, args.attach_keys, in_memory=local)
-
-
 class _PredictChunks(beam.PTransform):
   """Chunks of valid (key, record) -> FormatPredictionChunks' outputs."""
 
@@ -244,16 +204,6 @@ class _PredictChunks(beam.PTransform):
 
   def expand(self, chunks):
     return chunks | 'Infer' >> self._infer | 'Format' >> self._format
-
-
-def inference_threads(args, local):
-  """--inference_threads, or its default: on a local runner one more than
-  the cores (at most 4; measured best on 2 cores: 3), so TensorFlow keeps
-  every core busy while the worker thread does the Python steps; elsewhere 0
-  (a distributed runner already runs a worker per core)."""
-  if args.inference_threads is not None:
-    return args.inference_threads
-  return min(4, launch.usable_cores() + 1) if local else 0
 
 
 def build(pipeline, args, patterns, input_format, signature, feature_map):
@@ -277,27 +227,15 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
     model_name = args.model_name or sigs.default_model_name(args.model_dir)
   local = launch.is_local_runner(pipeline.options)
 
-  read = _read_chunks(pipeline, args, patterns, input_format)
-  duplicates = None
-  if not args.allow_duplicate_keys:
-    duplicates = _duplicate_keys(
-        pipeline, args, patterns, input_format, read, local)
-  checked = read.main | 'Key and validate' >> KeyAndValidateChunks(
-      args.key_field, args.attach_keys, signature.inputs, feature_map,
-      args.max_text_bytes, duplicates)
-  dead = [read.dead_letter, checked[DEAD_LETTER]]
-  valid = {'': checked.main}
-  if duplicates is not None:
-    deduped = checked[DUPLICATED] | 'Deduplicate keys' >> keys.DeduplicateKeys(
-        bucketed=local)
-    kept = deduped.main | 'Validate kept duplicates' >> ValidateFeatures(
-        signature.inputs, feature_map, args.max_text_bytes)
-    dead += [deduped.dead_letter, kept.dead_letter]
-    valid[' kept duplicates'] = kept.main | 'Chunk kept duplicates' >> (
-        ChunkRecords(args.batch_size))
+  read = keyed_input.read_chunks(pipeline, patterns, input_format,
+                                 args.batch_size, args.input_table,
+                                 args.input_query)
+  valid, dead = keyed_input.keyed_valid_chunks(
+      pipeline, args, patterns, input_format, read, signature.inputs,
+      feature_map, args.batch_size)
 
   input_fields = {name: feature_map.get(name, name) for name in signature.inputs}
-  threads = inference_threads(args, local)
+  threads = keyed_input.inference_threads(args, local)
   formatted = [chunks | f'Predict{label}' >> _PredictChunks(
       handler, threads, passthrough, model_name, input_fields)
                for label, chunks in valid.items()]

@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import file_inputs
+from pipelines import keyed_input
 from pipelines import launch
 from pipelines import summary
 from transforms import forwarding
@@ -36,6 +37,7 @@ from transforms import two_phase
 from transforms.features import ValidateFeatures
 from transforms.inference import DEFAULT_BATCH_SIZE as PHASE2_BATCH_SIZE
 from transforms.inference import SignatureModelHandler
+from transforms.record_chunks import ChunkRecords
 from transforms.tflite_inference import DEFAULT_BATCH_SIZE as PHASE1_BATCH_SIZE
 from transforms.tflite_inference import TFLiteTextModelHandler
 
@@ -88,6 +90,7 @@ def build_parser():
   parser.add_argument(
       '--phase2_batch_size', type=int, default=PHASE2_BATCH_SIZE,
       help=f'Records per phase-2 call (default: {PHASE2_BATCH_SIZE}).')
+  keyed_input.add_inference_threads_argument(parser)
   parser.add_argument(
       '--replay_pending', **launch.SWITCH,
       help='--input holds pending records from an earlier run: send them '
@@ -167,41 +170,78 @@ def validate(args):
   for flag in ('phase1_batch_size', 'phase2_batch_size', 'max_text_bytes'):
     if getattr(args, flag) < 1:
       raise launch.UsageError(f'--{flag}', 'must be at least 1')
+  keyed_input.check_inference_threads(args)
   patterns, input_format = _check_inputs(args)
   rule = None if args.replay_pending else _check_phase1(args)
   return patterns, input_format, rule, _check_phase2(args)
 
 
 def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
-  """Composes the job on `pipeline`; returns the two_phase.Cascaded outputs."""
+  """Composes the job on `pipeline`; returns the two_phase.Cascaded outputs
+  of each part of the input (see keyed_input.keyed_valid_chunks).
+
+  The hot path moves chunks of records: read -> key and validate -> phase 1
+  -> route -> phase 2 -> write, as batch_predict does.
+  """
   from models import signatures as sigs
   from models.signatures import TensorSpec
   text_spec = {args.phase2_input: TensorSpec('string', (-1,))}
   feature_map = {args.phase2_input: args.text_field}
+  threads = keyed_input.inference_threads(
+      args, launch.is_local_runner(pipeline.options))
   if phase2_unavailable:
     logging.warning('phase 2 unavailable (%s): forwarded records go to '
                     'pending', phase2_unavailable)
-    phase2 = two_phase.Phase2(None, args.phase2_output, phase2_unavailable)
+    phase2_handler = None
   else:
-    phase2 = two_phase.Phase2(
-        SignatureModelHandler(
-            args.phase2_model_dir, [args.phase2_input],
-            signature=args.phase2_signature, feature_map=feature_map,
-            model_version=sigs.default_model_version(args.phase2_model_dir),
-            batch_size=args.phase2_batch_size),
-        args.phase2_output)
+    phase2_handler = SignatureModelHandler(
+        args.phase2_model_dir, [args.phase2_input],
+        signature=args.phase2_signature, feature_map=feature_map,
+        model_version=sigs.default_model_version(args.phase2_model_dir),
+        batch_size=args.phase2_batch_size)
 
-  read = pipeline | 'Read' >> sources.ReadRecords(patterns, input_format)
-  dead = [read.dead_letter]
+  def phase2(label):
+    return f'Phase 2{label}' >> two_phase.Phase2(
+        phase2_handler, args.phase2_output, phase2_unavailable, threads)
+
   if args.replay_pending:
-    keyed = read.main | 'From pending' >> two_phase.FromPending()
-    dead.append(keyed.dead_letter)
-    unique = keyed.main
+    parts, dead = _pending_chunks(pipeline, args, patterns, text_spec,
+                                  feature_map)
+    cascades = [chunks | phase2(label) for label, chunks in parts.items()]
   else:
-    keyed = read.main | 'Attach keys' >> keys.AttachKeys(
-        args.key_field, args.attach_keys)
-    dead.append(keyed.dead_letter)
-    unique = keyed.main
+    read = keyed_input.read_chunks(pipeline, patterns, input_format,
+                                   args.phase1_batch_size)
+    parts, dead = keyed_input.keyed_valid_chunks(
+        pipeline, args, patterns, input_format, read, text_spec, feature_map,
+        args.phase1_batch_size)
+    phase1 = TFLiteTextModelHandler(args.phase1_model, args.text_field,
+                                    batch_size=args.phase1_batch_size)
+    cascades = [
+        chunks | f'Two phases{label}' >> two_phase.TwoPhaseCascadeChunks(
+            phase1, rule, phase2(label), threads)
+        for label, chunks in parts.items()]
+  dead += [c.dead_letter for c in cascades]
+
+  _ = tuple(c.decisions for c in cascades) | 'Write decisions' >> (
+      sinks.WriteJsonLineChunks(args.output, args.num_shards))
+  _ = (tuple(c.pending for c in cascades)
+       | 'All pending' >> beam.Flatten()
+       | 'Write pending' >> sinks.WriteRecords(
+           _pending_prefix(args), 'jsonl', num_shards=args.num_shards))
+  _ = (dead
+       | 'All dead letters' >> beam.Flatten()
+       | 'Write dead letters' >> sinks.WriteDeadLetters(
+           args.dead_letter or f'{args.output}_errors'))
+  return cascades
+
+
+def _pending_chunks(pipeline, args, patterns, text_spec, feature_map):
+  """--replay_pending: pending records -> ({'': chunks of (key, record)
+  carrying their phase-1 result}, dead letters)."""
+  read = pipeline | 'Read' >> sources.ReadRecords(patterns, 'jsonl')
+  keyed = read.main | 'From pending' >> two_phase.FromPending()
+  dead = [read.dead_letter, keyed.dead_letter]
+  unique = keyed.main
   if not args.allow_duplicate_keys:
     deduped = unique | 'Deduplicate keys' >> keys.DeduplicateKeys(
         bucketed=launch.is_local_runner(pipeline.options))
@@ -210,25 +250,7 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
   valid = unique | 'Validate text' >> ValidateFeatures(
       text_spec, feature_map, args.max_text_bytes)
   dead.append(valid.dead_letter)
-
-  if args.replay_pending:
-    cascaded = valid.main | 'Phase 2' >> phase2
-  else:
-    cascaded = valid.main | 'Two phases' >> two_phase.TwoPhaseCascade(
-        TFLiteTextModelHandler(args.phase1_model, args.text_field,
-                               batch_size=args.phase1_batch_size),
-        rule, phase2)
-  dead.append(cascaded.dead_letter)
-
-  _ = cascaded.decisions | 'Write decisions' >> sinks.WriteRecords(
-      args.output, 'jsonl', num_shards=args.num_shards)
-  _ = cascaded.pending | 'Write pending' >> sinks.WriteRecords(
-      _pending_prefix(args), 'jsonl', num_shards=args.num_shards)
-  _ = (dead
-       | 'All dead letters' >> beam.Flatten()
-       | 'Write dead letters' >> sinks.WriteDeadLetters(
-           args.dead_letter or f'{args.output}_errors'))
-  return cascaded
+  return {'': valid.main | 'Chunk' >> ChunkRecords(args.phase2_batch_size)}, dead
 
 
 def _pending_prefix(args):

@@ -282,10 +282,10 @@ def test_default_inference_threads_follow_the_cores_this_process_may_use():
   # Pinned to one core (a container's cpuset, taskset), a worker sees one
   # core, not the host's count: one model call in flight beside it.
   code = ('import os, argparse; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
-          'from pipelines import batch_predict, launch; '
+          'from pipelines import keyed_input, launch; '
           'args = argparse.Namespace(inference_threads=None); '
-          'print(launch.usable_cores(), batch_predict.inference_threads(args, True), '
-          'batch_predict.inference_threads(args, False))')
+          'print(launch.usable_cores(), keyed_input.inference_threads(args, True), '
+          'keyed_input.inference_threads(args, False))')
   out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                        text=True, check=True).stdout.split()
   assert out == ['1', '2', '0']

@@ -20,6 +20,7 @@ from transforms.inference import SignatureModelHandler
 from transforms.keyed_chunks import DUPLICATED
 from transforms.keyed_chunks import KeyAndValidateChunks
 from transforms.record_chunks import ChunkRecords
+from transforms.record_chunks import Rechunk
 from transforms.record_chunks import Unchunk
 
 SPECS = {'reviews': TensorSpec('string', (-1,)),
@@ -132,6 +133,30 @@ def test_chunks_keep_windows_outside_the_global_window():
               | beam.WindowInto(window.FixedWindows(60))
               | ChunkRecords(4))
     assert_that(chunks, equal_to([[i] for i in range(10)]))
+
+
+def test_rechunk_gathers_partial_chunks_into_full_batches():
+  # What phase 1 forwards of each of its batches, gathered for phase 2.
+  parts = [list(range(i * 10, i * 10 + n)) for i, n in enumerate([3, 0, 7, 5, 9])]
+  with TestPipeline(runner='FnApiRunner') as p:
+    chunks = (p
+              | beam.Create(parts, reshuffle=False)
+              | Rechunk(4))
+    assert_that(chunks | 'Sizes' >> beam.Map(len),
+                equal_to([4, 4, 4, 4, 4, 4]), label='full batches')
+    assert_that(chunks | Unchunk(),
+                equal_to([i for part in parts for i in part]),
+                label='every item once')
+
+
+def test_rechunk_leaves_chunks_alone_outside_the_global_window():
+  with TestPipeline(runner='FnApiRunner') as p:
+    chunks = (p
+              | beam.Create([[1, 2], [3]])
+              | beam.Map(lambda c: window.TimestampedValue(c, c[0] * 60))
+              | beam.WindowInto(window.FixedWindows(60))
+              | Rechunk(4))
+    assert_that(chunks, equal_to([[1, 2], [3]]))
 
 
 @pytest.mark.parametrize('threads', [0, 3])

@@ -173,6 +173,35 @@ def test_records_phase2_fails_on_pend_while_their_batch_mates_are_decided(
   assert figures['pending'] == 1 and figures['reconciled']
 
 
+def test_repeated_keys_and_bad_records_are_accounted_for(
+    tmp_path, tiny_phase1, tiny_model_dir):
+  # Chunks carry the records through both phases: a repeated key keeps one
+  # record (decided like any other), the other copies and the records that
+  # cannot be scored are dead letters; nothing is lost or decided twice.
+  phase1 = tiny_phase1[0]
+  rule = _band(phase1, ROWS)
+  repeats = [dict(ROWS[i], lang='copy') for i in (3, 4, 40)]
+  bad = [{'key': 'no-text'}, {'key': 'empty', 'text': ''},
+         {'text': 'no key at all'}, {'key': 'long', 'text': 'y' * 300}]
+  rows = ROWS + repeats + bad
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'jsonl', 3)
+  figures, output = _run(tmp_path, pattern, '--phase1_model', phase1,
+                         '--phase2_model_dir', tiny_model_dir,
+                         '--forward', rule, '--max_text_bytes', '200')
+  decisions = batch_io.read_jsonl(output)
+  dead = batch_io.read_jsonl(output + '_errors')
+  expected = _expected(phase1, tiny_model_dir, ROWS, rule)
+  assert sorted(d['key'] for d in decisions) == sorted(expected)
+  for d in decisions:  # the kept copy of a repeated key has the same text
+    assert (d['decision'], d['decided_by']) == expected[d['key']][:2]
+  assert sorted((str(d['key']), d['reason']) for d in dead) == sorted(
+      [(ROWS[i]['key'], 'duplicate_key') for i in (3, 4, 40)] +
+      [('no-text', 'missing_feature'), ('empty', 'empty_text'),
+       ('None', 'missing_key'), ('long', 'text_too_long')])
+  assert figures['inputs'] == len(rows) == len(decisions) + len(dead)
+  assert figures['reconciled'] and figures['pending'] == 0
+
+
 def test_malformed_pending_lines_are_dead_letters_on_replay(
     tmp_path, tiny_model_dir):
   path = tmp_path / 'pending.jsonl'

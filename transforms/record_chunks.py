@@ -18,22 +18,28 @@ DEFAULT_CHUNK_SIZE = 256
 
 
 class _ChunkPerBundle(beam.DoFn):
-  """Buffers up to `size` elements of a bundle into one list.
+  """Buffers up to `size` elements of a bundle into one list; with
+  `lists`, the elements are lists whose items are buffered.
 
   Only for the global window (batch): emitting from finish_bundle needs the
   window, and there is only one.
   """
 
-  def __init__(self, size):
+  def __init__(self, size, lists=False):
     self._size = size
+    self._lists = lists
 
   def start_bundle(self):
     self._chunk = []
 
   def process(self, element):
-    self._chunk.append(element)
-    if len(self._chunk) >= self._size:
-      chunk, self._chunk = self._chunk, []
+    if self._lists:
+      self._chunk.extend(element)
+    else:
+      self._chunk.append(element)
+    while len(self._chunk) >= self._size:
+      chunk, self._chunk = (self._chunk[:self._size],
+                            self._chunk[self._size:])
       yield chunk
 
   def finish_bundle(self):
@@ -55,6 +61,22 @@ class ChunkRecords(beam.PTransform):
     if isinstance(pcoll.windowing.windowfn, GlobalWindows):
       return pcoll | beam.ParDo(_ChunkPerBundle(self._size))
     return pcoll | beam.Map(lambda element: [element])
+
+
+class Rechunk(beam.PTransform):
+  """Chunks -> chunks of `size` (per bundle, global window; the last of a
+  bundle may be smaller): e.g. the few records a step keeps of each chunk,
+  gathered into full batches for the next model. In any other windowing the
+  chunks pass as they are."""
+
+  def __init__(self, size):
+    super().__init__()
+    self._size = size
+
+  def expand(self, chunks):
+    if isinstance(chunks.windowing.windowfn, GlobalWindows):
+      return chunks | beam.ParDo(_ChunkPerBundle(self._size, lists=True))
+    return chunks
 
 
 class Unchunk(beam.PTransform):

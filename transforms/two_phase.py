@@ -11,11 +11,17 @@ can be replayed through phase 2 alone later (the book's "store while offline,
 send when connected"). For every run: inputs = decisions + pending + dead
 letters.
 
+Records move through both phases in chunks (transforms.record_chunks: one
+Beam element per model batch, the rules applied record by record), as in
+batch serving: Beam's per-element cost is paid once per batch, and with
+`threads` each model's calls overlap the Python steps around them
+(transforms.chunk_inference). TwoPhaseCascade wraps it for one-by-one input.
+
 Decision record (key first):
   {"key", "phase1_score", "phase2_score" (null unless forwarded), "decision",
    "decided_by": "phase1"|"phase2", "phase1_model", "phase2_model" (null unless
    decided by phase 2), "decided_at" (ISO-8601 UTC)}
-Pending record (replayable as-is: `FromPending` then `Phase2`):
+Pending record (replayable as-is: `FromPending`, chunked, then `Phase2`):
   {"key", "phase1_score", "phase1_model", "reason", "error"?, "pending_since",
    "record": <the complete original record>}
 """
@@ -24,14 +30,17 @@ import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import KeyedModelHandler
-from apache_beam.ml.inference.base import RunInference
 
+from transforms.chunk_inference import RunChunkInference
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 from transforms.forwarding import phase2_decision
 from transforms.inference import InferenceFailure
+from transforms.record_chunks import DEFAULT_CHUNK_SIZE
+from transforms.record_chunks import ChunkRecords
+from transforms.record_chunks import Rechunk
+from transforms.record_chunks import Unchunk
 
 NAMESPACE = 'two_phase'
 FORWARDED = 'forwarded'
@@ -50,11 +59,11 @@ def _now():
 
 
 def decision_record(key, phase1_score, phase1_model, decision, decided_by,
-                    phase2_score=None, phase2_model=None):
+                    phase2_score=None, phase2_model=None, decided_at=None):
   return {'key': key, 'phase1_score': phase1_score,
           'phase2_score': phase2_score, 'decision': decision,
           'decided_by': decided_by, 'phase1_model': phase1_model,
-          'phase2_model': phase2_model, 'decided_at': _now()}
+          'phase2_model': phase2_model, 'decided_at': decided_at or _now()}
 
 
 def pending_record(key, carried, record, reason, error=None):
@@ -71,64 +80,84 @@ def _split_carried(record):
   return record.pop(_CARRIED), record
 
 
+def _batch_size(handler):
+  """The largest batch `handler` asks RunInference for, or None."""
+  return handler.batch_elements_kwargs().get('max_batch_size')
+
+
 class Cascaded(typing.NamedTuple):
-  """A cascade's three outputs; inputs = decisions + pending + dead letters."""
+  """A cascade's three outputs; inputs = decisions + pending + dead letters.
+
+  From the chunk transforms (Phase2, TwoPhaseCascadeChunks) `decisions`
+  holds chunks of decision records; from TwoPhaseCascade, the records.
+  `pending` and `dead_letter` hold records (they are the exceptions).
+  """
   decisions: beam.PCollection
   pending: beam.PCollection
   dead_letter: beam.PCollection
 
 
 class _RouteByPhase1(beam.DoFn):
-  """(key, PredictionResult of phase 1) -> a decision, or forwarded."""
+  """A chunk of (key, phase-1 PredictionResult) -> a chunk of decisions,
+  a chunk of forwarded (key, record) on FORWARDED, dead letters."""
 
   def __init__(self, rule):
     self._rule = rule
     self._decided = Metrics.counter(NAMESPACE, 'decided_by_phase1')
     self._forwarded = Metrics.counter(NAMESPACE, 'forwarded')
 
-  def process(self, element):
-    key, result = element
-    if isinstance(result.inference, InferenceFailure):
-      yield reject(key, PHASE1, 'phase1_failed', result.example,
-                   result.inference.error)
-      return
-    score = result.inference
-    decision = self._rule.phase1_decision(score)
-    if decision is not None:
-      self._decided.inc()
-      yield decision_record(key, score, result.model_id, decision, PHASE1)
-      return
-    self._forwarded.inc()
-    carried = {'phase1_score': score, 'phase1_model': result.model_id}
-    yield beam.pvalue.TaggedOutput(
-        FORWARDED, (key, {**result.example, _CARRIED: carried}))
+  def process(self, chunk):
+    decided, forwarded, now = [], [], _now()
+    for key, result in chunk:
+      if isinstance(result.inference, InferenceFailure):
+        yield reject(key, PHASE1, 'phase1_failed', result.example,
+                     result.inference.error)
+        continue
+      score = result.inference
+      decision = self._rule.phase1_decision(score)
+      if decision is not None:
+        decided.append(decision_record(key, score, result.model_id, decision,
+                                       PHASE1, decided_at=now))
+        continue
+      carried = {'phase1_score': score, 'phase1_model': result.model_id}
+      forwarded.append((key, {**result.example, _CARRIED: carried}))
+    if decided:
+      self._decided.inc(len(decided))
+      yield decided
+    if forwarded:
+      self._forwarded.inc(len(forwarded))
+      yield beam.pvalue.TaggedOutput(FORWARDED, forwarded)
 
 
 class _DecideByPhase2(beam.DoFn):
-  """(key, PredictionResult of phase 2) -> a decision, or pending on failure."""
+  """A chunk of (key, phase-2 PredictionResult) -> a chunk of decisions;
+  records phase 2 failed on -> pending records on PENDING."""
 
   def __init__(self, output_name):
     self._output = output_name
     self._decided = Metrics.counter(NAMESPACE, 'decided_by_phase2')
     self._pending = Metrics.counter(NAMESPACE, 'pending')
 
-  def process(self, element):
-    key, result = element
-    carried, record = _split_carried(result.example)
-    outputs = result.inference
-    if isinstance(outputs, InferenceFailure) or self._output not in outputs:
-      error = (outputs.error if isinstance(outputs, InferenceFailure) else
-               f'phase 2 has no output {self._output!r}; it returned '
-               f'{sorted(outputs)}')
-      self._pending.inc()
-      yield beam.pvalue.TaggedOutput(
-          PENDING, pending_record(key, carried, record, PHASE2_FAILED, error))
-      return
-    score = float(outputs[self._output])
-    self._decided.inc()
-    yield decision_record(key, carried['phase1_score'],
-                          carried['phase1_model'], phase2_decision(score),
-                          PHASE2, score, result.model_id)
+  def process(self, chunk):
+    decided, now = [], _now()
+    for key, result in chunk:
+      carried, record = _split_carried(result.example)
+      outputs = result.inference
+      if isinstance(outputs, InferenceFailure) or self._output not in outputs:
+        error = (outputs.error if isinstance(outputs, InferenceFailure) else
+                 f'phase 2 has no output {self._output!r}; it returned '
+                 f'{sorted(outputs)}')
+        self._pending.inc()
+        yield beam.pvalue.TaggedOutput(
+            PENDING, pending_record(key, carried, record, PHASE2_FAILED, error))
+        continue
+      score = float(outputs[self._output])
+      decided.append(decision_record(
+          key, carried['phase1_score'], carried['phase1_model'],
+          phase2_decision(score), PHASE2, score, result.model_id, now))
+    if decided:
+      self._decided.inc(len(decided))
+      yield decided
 
 
 class _Pend(beam.DoFn):
@@ -138,28 +167,34 @@ class _Pend(beam.DoFn):
     self._reason, self._error = reason, error
     self._pending = Metrics.counter(NAMESPACE, 'pending')
 
-  def process(self, element):
-    key, flat = element
-    carried, record = _split_carried(flat)
-    self._pending.inc()
-    yield pending_record(key, carried, record, self._reason, self._error)
+  def process(self, chunk):
+    for key, flat in chunk:
+      carried, record = _split_carried(flat)
+      self._pending.inc()
+      yield pending_record(key, carried, record, self._reason, self._error)
 
 
 class Phase2(beam.PTransform):
-  """Forwarded (key, record) -> Cascaded (no dead letters: failures pend).
+  """Chunks of forwarded (key, record) -> Cascaded (no dead letters:
+  failures pend).
+
+  The chunks are gathered into phase-2 batches first (phase 1 forwards a
+  fraction of each of its batches).
 
   Args:
     handler: a ModelHandler for phase 2 (e.g. transforms.inference's
       SignatureModelHandler), or None when phase 2 is unavailable.
     output_name: the phase-2 output holding the positive probability.
     unavailable_error: why phase 2 is unavailable (when handler is None).
+    threads: phase-2 calls in flight at once per process (RunChunkInference).
   """
 
-  def __init__(self, handler, output_name, unavailable_error=None):
+  def __init__(self, handler, output_name, unavailable_error=None, threads=0):
     super().__init__()
     self._handler = handler
     self._output = output_name
     self._unavailable_error = unavailable_error
+    self._threads = threads
 
   def expand(self, forwarded):
     empty = forwarded.pipeline | 'No dead letters' >> beam.Create([])
@@ -168,42 +203,70 @@ class Phase2(beam.PTransform):
           _Pend(PHASE2_UNAVAILABLE, self._unavailable_error))
       decisions = forwarded.pipeline | 'No decisions' >> beam.Create([])
       return Cascaded(decisions, pending, empty)
+    size = _batch_size(self._handler)
+    if size:
+      forwarded = forwarded | 'Batches' >> Rechunk(size)
     outputs = (
         forwarded
-        | 'RunInference phase 2' >> RunInference(
-            KeyedModelHandler(self._handler))
+        | 'RunInference phase 2' >> RunChunkInference(
+            self._handler, self._threads)
         | 'Decide' >> beam.ParDo(_DecideByPhase2(self._output)).with_outputs(
             PENDING, main='decisions'))
     return Cascaded(outputs.decisions, outputs[PENDING], empty)
 
 
-class TwoPhaseCascade(beam.PTransform):
-  """(key, record) -> Cascaded, scoring every record with phase 1.
+class TwoPhaseCascadeChunks(beam.PTransform):
+  """Chunks of (key, record), each one phase-1 batch -> Cascaded (decision
+  chunks), scoring every record with phase 1.
+
+  Chunks move through both phases as one element each (the batch path of
+  transforms.record_chunks); the rules apply record by record.
 
   Args:
     phase1_handler: a ModelHandler returning a positive probability per
       record (transforms.tflite_inference.TFLiteTextModelHandler).
     rule: a transforms.forwarding.ForwardRule.
-    phase2: a `Phase2` transform for the forwarded records.
+    phase2: a `Phase2` transform for the forwarded chunks.
+    threads: phase-1 calls in flight at once per process.
   """
 
-  def __init__(self, phase1_handler, rule, phase2):
+  def __init__(self, phase1_handler, rule, phase2, threads=0):
     super().__init__()
     self._phase1 = phase1_handler
     self._rule = rule
     self._phase2 = phase2
+    self._threads = threads
 
-  def expand(self, keyed):
+  def expand(self, chunks):
     routed = (
-        keyed
-        | 'RunInference phase 1' >> RunInference(
-            KeyedModelHandler(self._phase1))
+        chunks
+        | 'RunInference phase 1' >> RunChunkInference(
+            self._phase1, self._threads)
         | 'Route' >> beam.ParDo(_RouteByPhase1(self._rule)).with_outputs(
             FORWARDED, DEAD_LETTER, main='decisions'))
     second = routed[FORWARDED] | 'Phase 2' >> self._phase2
     decisions = ((routed.decisions, second.decisions)
                  | 'All decisions' >> beam.Flatten())
     return Cascaded(decisions, second.pending, routed[DEAD_LETTER])
+
+
+class TwoPhaseCascade(beam.PTransform):
+  """(key, record) -> Cascaded (decision records): TwoPhaseCascadeChunks
+  over chunks of phase 1's batch size, for pipelines that move records
+  one by one (e.g. streaming, where each record is its own chunk)."""
+
+  def __init__(self, phase1_handler, rule, phase2, threads=0):
+    super().__init__()
+    self._size = _batch_size(phase1_handler) or DEFAULT_CHUNK_SIZE
+    self._cascade = TwoPhaseCascadeChunks(phase1_handler, rule, phase2,
+                                          threads)
+
+  def expand(self, keyed):
+    out = (keyed
+           | 'Chunk' >> ChunkRecords(self._size)
+           | 'Cascade' >> self._cascade)
+    return Cascaded(out.decisions | 'Decision records' >> Unchunk(),
+                    out.pending, out.dead_letter)
 
 
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
