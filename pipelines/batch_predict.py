@@ -317,7 +317,7 @@ def _check_cloud(args, options):
 
 def run(argv=None):
   """Runs the job; returns the summary figures as a dict."""
-  args, beam_args = build_parser().parse_known_args(argv)
+  args, beam_args = launch.parse_args(build_parser(), argv)
   options = launch.default_local_runner(PipelineOptions(beam_args))
   _check_source(args)
   _check_cloud(args, options)

@@ -290,7 +290,7 @@ def _print_summary(run_summary, slices, alerts, output):
 
 def run(argv=None):
   """Builds and runs the evaluation; returns the process exit code."""
-  ev, beam_args = build_parser().parse_known_args(argv)
+  ev, beam_args = launch.parse_args(build_parser(), argv)
   config = validate(ev)
   options = launch.default_local_runner(PipelineOptions(beam_args))
   _check_cloud(ev, options)

@@ -41,6 +41,24 @@ SWITCH = dict(type=boolean, nargs='?', const=True, default=False,
               metavar='true|false')
 
 
+def parse_args(parser, argv=None):
+  """(the job's flags, the rest: Beam's pipeline options).
+
+  A bare word that follows no option is refused: it is almost always a file
+  pattern the shell expanded (`--input data/*.jsonl` unquoted reads the first
+  file, and Beam would drop the others with a log line).
+  """
+  args, rest = parser.parse_known_args(argv)
+  for i, token in enumerate(rest):
+    follows_option = i > 0 and rest[i - 1].startswith('--') and (
+        '=' not in rest[i - 1])
+    if not token.startswith('-') and not follows_option:
+      raise UsageError(None, f'unexpected argument {token!r}: quote file '
+                       "patterns (--input 'data/*.jsonl') so that the shell "
+                       'does not expand them')
+  return args, rest
+
+
 def default_local_runner(options: PipelineOptions):
   """Picks the runner when the user named none.
 

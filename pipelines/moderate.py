@@ -316,7 +316,7 @@ def run(argv=None, wait=True):
   runner does); with wait=False returns the PipelineResult so that a caller
   (the end-to-end test) can cancel it.
   """
-  args, beam_args = build_parser().parse_known_args(argv)
+  args, beam_args = launch.parse_args(build_parser(), argv)
   mode = validate(args)
   options = PipelineOptions(beam_args)
   if mode == 'streaming':

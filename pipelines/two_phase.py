@@ -262,7 +262,7 @@ def _pending_prefix(args):
 
 def run(argv=None):
   """Runs the job; returns the summary figures as a dict."""
-  args, beam_args = build_parser().parse_known_args(argv)
+  args, beam_args = launch.parse_args(build_parser(), argv)
   patterns, input_format, rule, phase2_unavailable = validate(args)
   options = launch.default_local_runner(PipelineOptions(beam_args))
   started = time.time()

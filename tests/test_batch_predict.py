@@ -211,6 +211,12 @@ def test_csv_fields_may_span_lines_and_bad_rows_are_dead_letters(
     (['--input', '{inputs}', '--input_format', 'text'], '--attach_keys'),
     (['--input', '{inputs}', '--inference_threads', '-1'],
      '--inference_threads: must be at least 0'),
+    # An unquoted pattern the shell expanded: the second file would be
+    # dropped by Beam with a log line, and only the first one read.
+    (['--input', '{inputs}', '{inputs}2', '--runner', 'FnApiRunner'],
+     "unexpected argument '{inputs}2': quote file patterns"),
+    (['--runner', 'FnApiRunner', '{inputs}2', '--input', '{inputs}'],
+     "unexpected argument '{inputs}2'"),
 ])
 def test_bad_command_lines_fail_with_one_clear_line(
     tmp_path, tiny_model_dir, capsys, argv, flag):
