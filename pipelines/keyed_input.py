@@ -100,4 +100,3 @@ def keyed_valid_chunks(pipeline, args, patterns, input_format, read,
     parts[' kept duplicates'] = kept.main | 'Chunk kept duplicates' >> (
         ChunkRecords(chunk_size))
   return parts, dead
-
