@@ -3,7 +3,8 @@
 A backlog of messages is published first; a streaming pipeline reads the
 subscription and records how many messages each bundle carried. Beam's own
 reader cuts every backlog into bundles of at most 10, and waits up to 30 s on
-an empty subscription (the source watermark stands still meanwhile).
+an empty subscription (the source watermark stands still meanwhile). The
+emulator answers a pull with at most 100 messages.
 """
 import threading
 import time
@@ -68,7 +69,9 @@ def test_a_backlog_is_read_in_bundles_wider_than_ten(pubsub_emulator):
     threading.Thread(target=result.cancel, daemon=True).start()
   received = [data for bundle in _bundles for data in bundle]
   assert sorted(received) == sorted(sent)
-  assert max(len(b) for b in _bundles) > 10
+  # Wider than Beam's 10, and than the emulator's 100 per pull (follow-up
+  # pulls fill the bundle while the backlog lasts).
+  assert max(len(b) for b in _bundles) > 100
   assert len(_bundles) < MESSAGES / 10
 
 
@@ -86,3 +89,25 @@ def test_a_pull_on_an_empty_subscription_answers_within_the_idle_wait(
   publisher.publish(topic, b'late').result(timeout=30)
   response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
   assert [m.message.data for m in response.received_messages] == [b'late']
+
+
+def test_one_read_takes_a_backlog_beyond_one_pull_and_a_trickle_at_once(
+    pubsub_emulator):
+  publisher, topic, subscriber, sub = _topic_and_subscription('fill')
+  sent = [f'f{i:03d}'.encode() for i in range(250)]
+  for f in [publisher.publish(topic, data) for data in sent]:
+    f.result(timeout=30)
+  pulls = direct_pubsub._WidePulls(subscriber)  # pylint: disable=protected-access
+  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  got = [m.message.data for m in response.received_messages]
+  assert sorted(got) == sent  # 250 in one read: more than one pull's 100
+  subscriber.acknowledge(subscription=sub,
+                         ack_ids=[m.ack_id for m in response.received_messages])
+  # A trickle: one message waiting is read at once; the follow-up pull
+  # that finds nothing more waits FILL_S, not IDLE_WAIT_S.
+  publisher.publish(topic, b'one').result(timeout=30)
+  started = time.monotonic()
+  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  waited = time.monotonic() - started
+  assert [m.message.data for m in response.received_messages] == [b'one']
+  assert waited < direct_pubsub.IDLE_WAIT_S, waited
