@@ -49,7 +49,7 @@ demo: model
 	  --ground_truth data/demo/ground_truth_test.jsonl \
 	  --prediction_field positive_review_probability --output out/evaluation
 
-# Benchmarks (never in CI; ~35 minutes, plus ~7 to train the two-phase models
+# Benchmarks (never in CI; ~40 minutes, plus ~7 to train the two-phase models
 # once): each script prints a table and a last-line JSON; results land in
 # benchmarks/RESULTS.md.
 bench: model two-phase-models

@@ -2,13 +2,24 @@
 step alone over the same comments (`transforms.entities.LocalEntityFn
 .annotate` in batches of its default size: the limit), in one run,
 interleaved. The pipeline runs as a batch replay (`--input`, FnApiRunner)
-and streaming (DirectRunner reading the Pub/Sub emulator: from the first
-publish to the last decision pulled back, by a separate feeder process;
-event times rewritten to "now" because the DirectRunner's Pub/Sub watermark
-is the wall clock; allowed lateness 2 s, decision interval 1 s: both are in
-the figure). Local spaCy entities throughout. Library imports (Beam, spaCy)
-happen before the clock starts in every variant; loading the spaCy pipeline
-counts for the pipelines only (NER only is the limit: loaded beforehand).
+and streaming (DirectRunner reading the Pub/Sub emulator; a separate feeder
+process publishes the comments and pulls the decisions back). Local spaCy
+entities throughout. Library imports (Beam, spaCy) happen before the clock
+starts in every variant; loading the spaCy pipeline counts for the
+pipelines only (NER only is the limit: loaded beforehand).
+
+Streaming is measured as the highest rate it sustains. The DirectRunner's
+Pub/Sub watermark is the wall clock, so a stream's event times must follow
+the clock: the feeder gives comment i the event time start + i / RATE (RATE
+comments per second of event time) and publishes them all at once. A
+pipeline that keeps up decides every comment (the last one allowed lateness,
+2 s, plus up to one decision interval, 1 s, after its event time); one that
+does not falls behind the watermark by more than the allowed lateness and
+its comments go to the dead letters as `late`. A rate is sustained when
+every comment is decided and none is late; the table shows each rate's
+decided / late counts, how long after its due time the last decision came
+(`lag`), and comments / (first publish to last decision), which is bounded
+by the rate.
 
 State: the rule's per-key state, day by day over a long stream (60 days,
 2,000 commenters, 2,400 comments a day), measured by driving the real DoFn
@@ -19,7 +30,8 @@ Comments come from tests.harness.comments_demo (the demo generator: 40
 commenters over 3 days, well-known people, no malformed lines).
 
   python -m benchmarks.moderation [--comments 20000,100000] [--repeats 2]
-      [--streaming_comments 10000] [--state_days 60]
+      [--streaming_comments 10000] [--streaming_rates 1000,1200,1400,1600]
+      [--state_days 60]
 
 The last line printed is one JSON object with the figures. Target: the
 pipeline at >= 0.8 x the NER-only rate.
@@ -38,6 +50,7 @@ TARGET = 0.8
 PROJECT = 'benchmark-project'
 STREAM_TOPICS = ('comments', 'decisions', 'dead-letters')
 STREAM_LATENESS_S = 2
+STREAM_INTERVAL_S = 1
 
 
 def dataset(n):
@@ -82,7 +95,7 @@ def child_replay(path):
   return {'elapsed_s': elapsed}
 
 
-def child_streaming(path):
+def child_streaming(path, rate):
   """The streaming pipeline on the DirectRunner, reading the Pub/Sub emulator
   (gcloud SDK jar + java, started here as the tests start it); a separate
   process publishes the comments and pulls the decisions back, so that its
@@ -109,11 +122,13 @@ def child_streaming(path):
         subscriber.subscription_path(PROJECT, 'comments-sub'),
         '--output_topic', publisher.topic_path(PROJECT, 'decisions'),
         '--dead_letter_topic', publisher.topic_path(PROJECT, 'dead-letters'),
-        '--allowed_lateness', str(STREAM_LATENESS_S)], wait=False)
+        '--allowed_lateness', str(STREAM_LATENESS_S),
+        '--decision_interval', str(STREAM_INTERVAL_S)], wait=False)
     time.sleep(5)  # let the DirectRunner start pulling
     feeder = subprocess.run(
         [sys.executable, '-m', 'benchmarks.moderation',
-         '--feed_path', path], capture_output=True, text=True, timeout=900,
+         '--feed_path', path, '--feed_rate', str(rate)],
+        capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PUBSUB_EMULATOR_HOST=host))
     threading.Thread(target=result.cancel, daemon=True).start()
   shutil.rmtree(log_dir, ignore_errors=True)
@@ -122,36 +137,43 @@ def child_streaming(path):
   return json.loads(feeder.stdout.strip().splitlines()[-1])
 
 
-def feed(path):
-  """Publishes the comments (event times rewritten to "now": the
-  DirectRunner's Pub/Sub watermark is the wall clock) and receives decisions
-  and dead letters by streaming pull until every comment is accounted for.
-  Elapsed: first publish to last decision received."""
+def feed(path, rate):
+  """Publishes the comments, comment i with the event time start + i / rate,
+  and receives decisions and dead letters by streaming pull until every
+  comment is accounted for. Elapsed: first publish to last decision; lag:
+  last decision minus the moment the last comment was due (its event time
+  plus the allowed lateness, rounded up to the decision interval)."""
+  import math
   import threading
   from google.cloud import pubsub_v1
   publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
   with open(path, encoding='utf-8') as f:
     comments = [json.loads(line) for line in f]
   lock, done = threading.Lock(), threading.Event()
-  received = {'count': 0, 'first': None, 'last': None}
+  received = {'decided': 0, 'dead': {}, 'first': None, 'last': None}
 
-  def on_message(message):
+  def on_message(message, dead):
     message.ack()
     with lock:
-      received['last'] = time.time()
-      received['first'] = received['first'] or received['last']
-      received['count'] += 1
-      if received['count'] >= len(comments):
+      if dead:
+        reason = json.loads(message.data)['reason']
+        received['dead'][reason] = received['dead'].get(reason, 0) + 1
+      else:
+        received['decided'] += 1
+        received['last'] = time.time()
+        received['first'] = received['first'] or received['last']
+      if received['decided'] + sum(received['dead'].values()) >= len(comments):
         done.set()
 
   pulls = [subscriber.subscribe(
-      subscriber.subscription_path(PROJECT, name + '-sub'), on_message)
+      subscriber.subscription_path(PROJECT, name + '-sub'),
+      lambda m, dead=(name == 'dead-letters'): on_message(m, dead))
            for name in STREAM_TOPICS[1:]]
   topic = publisher.topic_path(PROJECT, 'comments')
   started = time.time()
   futures = []
   for i, comment in enumerate(comments):
-    comment['timestamp'] = started + i * 0.001
+    comment['timestamp'] = started + i / rate
     futures.append(publisher.publish(topic, json.dumps(comment).encode()))
   for future in futures:
     future.result(timeout=60)
@@ -159,12 +181,17 @@ def feed(path):
   done.wait(timeout=600)
   for pull in pulls:
     pull.cancel()
-  if received['count'] < len(comments):
-    raise RuntimeError(
-        f'only {received["count"]} of {len(comments)} comments decided')
-  return {'elapsed_s': received['last'] - started,
-          'publish_s': published - started,
-          'first_decision_s': received['first'] - started}
+  accounted = received['decided'] + sum(received['dead'].values())
+  if accounted < len(comments):
+    raise RuntimeError(f'only {accounted} of {len(comments)} comments '
+                       'decided or dead-lettered')
+  due = math.ceil((started + (len(comments) - 1) / rate + STREAM_LATENESS_S)
+                  / STREAM_INTERVAL_S) * STREAM_INTERVAL_S
+  last = received['last'] or time.time()
+  return {'elapsed_s': last - started, 'publish_s': published - started,
+          'first_decision_s': (received['first'] or last) - started,
+          'decided': received['decided'], 'dead': received['dead'],
+          'lag_s': last - due}
 
 
 def long_stream_state(days, commenters, per_day, seed=0):
@@ -209,44 +236,75 @@ def long_stream_state(days, commenters, per_day, seed=0):
                         'state_kb': round(driver.state_bytes() / 1024)}}
 
 
+def _streaming_results(runs, n):
+  """Per offered rate: how the runs went. A rate is sustained when every
+  run decided every comment and none was late."""
+  out = {}
+  for rate, figures in sorted(runs.items()):
+    late = [f['dead'].get('late', 0) for f in figures]
+    out[f'{rate:g}'] = {
+        'rate': rate, 'comments': n,
+        'sustained': all(f['decided'] == n and not f['dead'] for f in figures),
+        'decided': [f['decided'] for f in figures], 'late': late,
+        'dead': [f['dead'] for f in figures],
+        'lag_s': round(common.median([f['lag_s'] for f in figures]), 2),
+        'comments_per_s': round(common.median(
+            [n / f['elapsed_s'] for f in figures])),
+        'first_decision_s': round(common.median(
+            [f['first_decision_s'] for f in figures]), 2),
+        'peak_rss_mb': max(f['peak_rss_mb'] for f in figures)}
+  return out
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--comments', default='20000,100000',
                       help='Comma-separated sizes for NER only and replay.')
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--streaming_comments', type=int, default=10000,
-                      help='Comments for the streaming run (0: skip it).')
+                      help='Comments for each streaming run (0: skip them).')
+  parser.add_argument('--streaming_rates', default='1000,1200,1400,1600',
+                      help='Comma-separated rates offered to the streaming '
+                      'pipeline, comments per second of event time.')
   parser.add_argument('--state_days', type=int, default=60,
                       help='Days of the long stream whose state is measured '
                       '(0: skip it).')
   parser.add_argument('--child', choices=('ner', 'replay', 'streaming'),
                       help=argparse.SUPPRESS)
+  parser.add_argument('--rate', type=float, help=argparse.SUPPRESS)
   parser.add_argument('--feed_path', help=argparse.SUPPRESS)
+  parser.add_argument('--feed_rate', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.feed_path:
-    print(json.dumps(feed(args.feed_path)), flush=True)
+    print(json.dumps(feed(args.feed_path, args.feed_rate)), flush=True)
     return 0
   os.makedirs(common.SCRATCH, exist_ok=True)
   sizes = [int(n) for n in args.comments.split(',') if n]
   if args.child:
-    run = {'ner': child_ner, 'replay': child_replay,
-           'streaming': child_streaming}[args.child]
-    print(json.dumps(run(dataset(sizes[0]))), flush=True)
+    path = dataset(sizes[0])
+    figures = (child_streaming(path, args.rate) if args.child == 'streaming'
+               else {'ner': child_ner, 'replay': child_replay}[args.child](path))
+    print(json.dumps(figures), flush=True)
     os._exit(0)  # the cancelled streaming job may leave threads behind
   print(f'machine: {common.machine()}', flush=True)
-  measured = [(v, n) for n in sizes for v in ('ner', 'replay')]
+  measured = [(v, n, None) for n in sizes for v in ('ner', 'replay')]
   if args.streaming_comments:
-    measured.append(('streaming', args.streaming_comments))
+    measured += [('streaming', args.streaming_comments, float(rate))
+                 for rate in args.streaming_rates.split(',') if rate]
   runs = {m: [] for m in measured}
   for r in range(args.repeats):
     order = measured[r % len(measured):] + measured[:r % len(measured)]
-    for variant, n in order:
+    for variant, n, rate in order:
       dataset(n)
-      figures = common.run_child(['-m', 'benchmarks.moderation', '--child',
-                                  variant, '--comments', str(n)])
+      figures = common.run_child(
+          ['-m', 'benchmarks.moderation', '--child', variant, '--comments',
+           str(n)] + (['--rate', str(rate)] if rate else []))
       figures['comments_per_s'] = n / figures['elapsed_s']
-      runs[(variant, n)].append(figures)
-      print(f'  {n:>7,} {variant:<9} run {r + 1}: '
+      runs[(variant, n, rate)].append(figures)
+      detail = (f' at {rate:,.0f}/s offered: {figures["decided"]:,} decided, '
+                f'dead letters {figures["dead"] or "none"}, lag '
+                f'{figures["lag_s"]:.1f} s,' if rate else '')
+      print(f'  {n:>7,} {variant:<9} run {r + 1}:{detail} '
             f'{figures["comments_per_s"]:7,.0f} comments/s, peak RSS '
             f'{figures["peak_rss_mb"]:,} MB', flush=True)
   results = {f'{v} {n}': {
@@ -255,25 +313,45 @@ def main(argv=None):
           [f['comments_per_s'] for f in fs])),
       'all_comments_per_s': [round(f['comments_per_s']) for f in fs],
       'peak_rss_mb': max(f['peak_rss_mb'] for f in fs)}
-             for (v, n), fs in runs.items()}
-  streaming = f'streaming {args.streaming_comments}'
-  if streaming in results:
-    results[streaming]['first_decision_s'] = round(common.median(
-        [f['first_decision_s'] for f in runs[('streaming',
-                                              args.streaming_comments)]]), 2)
-
-  def ner_rate(n):
-    """NER only at the same size; streaming is set against the first."""
-    return results[f'ner {n if f"ner {n}" in results else sizes[0]}'][
-        'comments_per_s']
-  ratios = {label: round(r['comments_per_s'] / ner_rate(r['comments']), 2)
-            for label, r in results.items() if r['variant'] != 'ner'}
+             for (v, n, rate), fs in runs.items() if v != 'streaming'}
+  ner_first = results[f'ner {sizes[0]}']['comments_per_s']
+  ratios = {label: round(r['comments_per_s'] /
+                         results[f'ner {r["comments"]}']['comments_per_s'], 2)
+            for label, r in results.items() if r['variant'] == 'replay'}
+  rows = [[r['variant'], f'{r["comments"]:,}', r['comments_per_s'],
+           ratios.get(label, 1.0), r['peak_rss_mb']]
+          for label, r in results.items()]
+  streaming = None
+  if args.streaming_comments:
+    n = args.streaming_comments
+    streaming = {'comments': n, 'rates': _streaming_results(
+        {rate: fs for (v, _, rate), fs in runs.items() if v == 'streaming'},
+        n)}
+    held = [r['rate'] for r in streaming['rates'].values() if r['sustained']]
+    streaming['highest_sustained_rate'] = max(held) if held else None
+    if held:
+      ratios['streaming'] = round(max(held) / ner_first, 2)
+      rows.append(['streaming (highest rate sustained)', f'{n:,}',
+                   round(max(held)), ratios['streaming'],
+                   streaming['rates'][f'{max(held):g}']['peak_rss_mb']])
   print()
   print(common.table(
       ['variant', 'comments', 'comments/s', 'x NER only', 'peak RSS (MB)'],
-      [[r['variant'], f'{r["comments"]:,}', r['comments_per_s'],
-        ratios.get(label, 1.0), r['peak_rss_mb']]
-       for label, r in results.items()]))
+      rows))
+  if streaming:
+    print()
+    print(f'Streaming, {streaming["comments"]:,} comments at each offered '
+          'rate (event times RATE per second; lateness '
+          f'{STREAM_LATENESS_S} s, decision interval {STREAM_INTERVAL_S} s):')
+    print(common.table(
+        ['offered /s', 'x NER only', 'sustained', 'decided', 'late',
+         'lag (s)', 'first decision (s)', 'publish to last decision /s'],
+        [[f'{r["rate"]:,.0f}', round(r['rate'] / ner_first, 2),
+          'yes' if r['sustained'] else 'no',
+          '/'.join(f'{d:,}' for d in r['decided']),
+          '/'.join(str(x) for x in r['late']), r['lag_s'],
+          r['first_decision_s'], r['comments_per_s']]
+         for r in streaming['rates'].values()]))
   state = None
   if args.state_days:
     state = long_stream_state(args.state_days, commenters=2000, per_day=2400)
@@ -292,8 +370,8 @@ def main(argv=None):
           state['after_end']['state_kb']]]))
   print(json.dumps({'workload': 'moderation', 'repeats': args.repeats,
                     'machine': common.machine(), 'results': results,
-                    'ratios': ratios, 'target': TARGET,
-                    'state': state}))
+                    'streaming': streaming, 'ratios': ratios,
+                    'target': TARGET, 'state': state}))
 
 
 if __name__ == '__main__':
