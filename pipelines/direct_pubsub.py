@@ -5,8 +5,9 @@ Beam's Python DirectRunner (2.77) reads Pub/Sub with one synchronous pull of
 at most 10 messages per bundle (`_PubSubReadEvaluator._read_from_pubsub`),
 and each of those bundles then passes through every transform of the
 pipeline. That caps a local streaming pipeline at the runner's per-bundle
-rate, whatever the pipeline does: moderation streamed ~130 comments/s with
-10 and ~540 with 100 or more (benchmarks/RESULTS.md). A pull returns what the
+rate, whatever the pipeline does (benchmarks/optimisations.md: the local
+moderation pipeline sustains 900 comments/s with the reads below, 600
+without the follow-up pulls). A pull returns what the
 subscription holds, so a wider pull changes nothing for a trickle of
 messages, only how a backlog is cut into bundles. A pull may answer with
 fewer messages than are waiting (the emulator with at most 100), so while
