@@ -114,7 +114,18 @@ def main(run, argv=None):
   try:
     result = run(argv)
   except UsageError as e:
-    prog = sys.argv[0].rsplit('/', 1)[-1] or 'pipeline'
-    print(f'{prog}: error: {e}', file=sys.stderr)
+    print(f'{_prog(run)}: error: {e}', file=sys.stderr)
     return EXIT_USAGE
   return result if isinstance(result, int) else 0
+
+
+def _prog(run):
+  """How the job was started, as argparse names it in its own errors:
+  'python -m pipelines.batch_predict'."""
+  module = run.__module__
+  if module == '__main__':
+    spec = getattr(sys.modules['__main__'], '__spec__', None)
+    if spec is None:
+      return os.path.basename(sys.argv[0]) or 'pipeline'
+    module = spec.name
+  return f'python -m {module}'
