@@ -53,18 +53,9 @@ WORKER_FLAGS = {
 TARGETS = {'ours/raw at 200k': 0.8, 'ours/stock': 2.0, 'ours_2w/ours': 1.6}
 
 
-def _texts(pattern):
-  import glob
-  texts = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path, encoding='utf-8') as f:
-      texts.extend(json.loads(line)['text'] for line in f)
-  return texts
-
-
 def child_raw(pattern, batch_size, model_dir):
   import tensorflow as tf
-  texts = _texts(pattern)
+  texts = common.texts(pattern)
   fn = tf.saved_model.load(model_dir).signatures['serving_default']
   started = time.time()
   for i in range(0, len(texts), batch_size):

@@ -29,6 +29,16 @@ def demo_records():
   return records
 
 
+def texts(pattern):
+  """The `text` field of every JSON line under `pattern`, in file order:
+  what the raw-loop variants hold in memory before their clock starts."""
+  out = []
+  for path in sorted(glob.glob(pattern)):
+    with open(path, encoding='utf-8') as f:
+      out.extend(json.loads(line)['text'] for line in f)
+  return out
+
+
 def scratch_dataset(n, num_shards=8):
   """JSONL shards of `n` demo reviews repeated with fresh keys; a file
   pattern. Written once under SCRATCH (never in the repository)."""

@@ -23,7 +23,6 @@ repeat); the table shows medians.
 The last line printed is one JSON object with the figures.
 """
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -49,10 +48,7 @@ def child_raw(pattern):
   import tensorflow as tf
   from models import lite_predictor
   from transforms import forwarding
-  texts = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path, encoding='utf-8') as f:
-      texts.extend(json.loads(line)['text'] for line in f)
+  texts = common.texts(pattern)
   rule = forwarding.parse_rule(forward_rule())
   phase1 = lite_predictor.load(PHASE1)
   phase2 = tf.saved_model.load(PHASE2).signatures['serving_default']
