@@ -59,11 +59,11 @@ def _now():
 
 
 def decision_record(key, phase1_score, phase1_model, decision, decided_by,
-                    phase2_score=None, phase2_model=None, decided_at=None):
+                    decided_at, phase2_score=None, phase2_model=None):
   return {'key': key, 'phase1_score': phase1_score,
           'phase2_score': phase2_score, 'decision': decision,
           'decided_by': decided_by, 'phase1_model': phase1_model,
-          'phase2_model': phase2_model, 'decided_at': decided_at or _now()}
+          'phase2_model': phase2_model, 'decided_at': decided_at}
 
 
 def pending_record(key, carried, record, reason, error=None):
@@ -117,7 +117,7 @@ class _RouteByPhase1(beam.DoFn):
       decision = self._rule.phase1_decision(score)
       if decision is not None:
         decided.append(decision_record(key, score, result.model_id, decision,
-                                       PHASE1, decided_at=now))
+                                       PHASE1, now))
         continue
       carried = {'phase1_score': score, 'phase1_model': result.model_id}
       forwarded.append((key, {**result.example, _CARRIED: carried}))
@@ -154,7 +154,7 @@ class _DecideByPhase2(beam.DoFn):
       score = float(outputs[self._output])
       decided.append(decision_record(
           key, carried['phase1_score'], carried['phase1_model'],
-          phase2_decision(score), PHASE2, score, result.model_id, now))
+          phase2_decision(score), PHASE2, now, score, result.model_id))
     if decided:
       self._decided.inc(len(decided))
       yield decided
