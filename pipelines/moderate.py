@@ -323,10 +323,13 @@ def run(argv=None, wait=True):
     options.view_as(StandardOptions).streaming = True
   launch.default_local_runner(options)
   _check_cloud(args, mode, options)
-  if mode == 'streaming' and launch.is_local_runner(options):
+  local_streaming = mode == 'streaming' and launch.is_local_runner(options)
+  if local_streaming:
     direct_pubsub.widen_pulls()
   p = beam.Pipeline(options=options)
   build(p, args, mode)
+  if local_streaming:
+    direct_pubsub.publish_per_bundle(p)
   result = p.run()
   if mode == 'streaming':
     if not wait:

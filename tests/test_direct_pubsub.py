@@ -1,15 +1,19 @@
-"""The DirectRunner's Pub/Sub reads, widened, against Google's emulator.
+"""The DirectRunner's Pub/Sub reads and writes, widened, against Google's
+emulator.
 
 A backlog of messages is published first; a streaming pipeline reads the
 subscription and records how many messages each bundle carried. Beam's own
 reader cuts every backlog into bundles of at most 10, and waits up to 30 s on
 an empty subscription (the source watermark stands still meanwhile). The
-emulator answers a pull with at most 100 messages.
+emulator answers a pull with at most 100 messages. Writes of plain payloads
+are published a request per bundle chunk; other writes keep Beam's sink.
 """
+import datetime
 import threading
 import time
 
 import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud import pubsub_v1
 
@@ -111,3 +115,77 @@ def test_one_read_takes_a_backlog_beyond_one_pull_and_a_trickle_at_once(
   waited = time.monotonic() - started
   assert [m.message.data for m in response.received_messages] == [b'one']
   assert waited < direct_pubsub.IDLE_WAIT_S, waited
+
+
+def test_pulled_messages_carry_data_attributes_and_publish_time(
+    pubsub_emulator):
+  publisher, topic, subscriber, sub = _topic_and_subscription('fields')
+  before = datetime.datetime.now(datetime.timezone.utc)
+  publisher.publish(topic, b'payload', origin='test').result(timeout=30)
+  pulls = direct_pubsub._WidePulls(subscriber)  # pylint: disable=protected-access
+  (received,) = pulls.pull(subscription=sub, max_messages=10,
+                           timeout=30).received_messages
+  message = received.message
+  assert message.data == b'payload'
+  assert dict(message.attributes) == {'origin': 'test'}
+  assert message.message_id
+  # Beam's reader stamps elements with it: it must be aware and in UTC.
+  assert message.publish_time.tzinfo == datetime.timezone.utc
+  assert abs(message.publish_time - before) < datetime.timedelta(minutes=1)
+  assert received.ack_id
+
+
+def _published(subscriber, sub, count, deadline_s=60):
+  """Pulls (and acks) until `count` messages arrived or the deadline passed."""
+  got = []
+  deadline = time.monotonic() + deadline_s
+  while len(got) < count and time.monotonic() < deadline:
+    response = subscriber.pull(subscription=sub, max_messages=100, timeout=10)
+    if response.received_messages:
+      got.extend(m.message.data for m in response.received_messages)
+      subscriber.acknowledge(
+          subscription=sub,
+          ack_ids=[m.ack_id for m in response.received_messages])
+  return got
+
+
+def _transform_types(pipeline):
+  types = set()
+
+  class _Visitor(beam.pipeline.PipelineVisitor):
+
+    def enter_composite_transform(self, node):
+      types.add(type(node.transform).__name__)
+
+    def visit_transform(self, node):
+      types.add(type(node.transform).__name__)
+
+  pipeline.visit(_Visitor())
+  return types
+
+
+def test_plain_writes_are_published_a_request_per_bundle_chunk(
+    pubsub_emulator, monkeypatch):
+  _, topic, subscriber, sub = _topic_and_subscription('written')
+  # Several requests for one bundle: the split must lose nothing.
+  monkeypatch.setattr(direct_pubsub, 'PUBLISH_MESSAGES', 40)
+  sent = [f'w{i:03d}'.encode() for i in range(250)]
+  p = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
+  _ = p | beam.Create(sent) | beam.io.WriteToPubSub(topic)
+  direct_pubsub.publish_per_bundle(p)
+  types = _transform_types(p)
+  assert '_PublishPerBundle' in types and 'WriteToPubSub' not in types
+  p.run().wait_until_finish()
+  assert sorted(_published(subscriber, sub, len(sent))) == sent
+
+
+def test_writes_with_attributes_keep_beams_sink():
+  p = beam.Pipeline(options=PipelineOptions(runner='DirectRunner'))
+  messages = p | beam.Create([PubsubMessage(b'x', {'a': 'b'})])
+  _ = messages | 'Attributes' >> beam.io.WriteToPubSub(
+      'projects/some-project/topics/t', with_attributes=True)
+  _ = messages | 'Plain' >> beam.Map(lambda m: m.data) | beam.io.WriteToPubSub(
+      'projects/some-project/topics/t')
+  direct_pubsub.publish_per_bundle(p)
+  types = _transform_types(p)
+  assert {'WriteToPubSub', '_PublishPerBundle'} <= types
