@@ -138,6 +138,19 @@ def test_duplicate_deliveries_are_decided_once():
       expected_dead=[('c1', 'duplicate'), ('c1', 'duplicate')])
 
 
+def test_streaming_keeps_the_earliest_buffered_copy_of_a_comment_id():
+  # As the batch replay (and the reference `replay`) does: copies of one
+  # comment_id waiting for the same decision, the earliest in event time
+  # is decided, whatever order they arrived in.
+  early = comment('c1', 'u', 0, 'Obama')
+  late_copy = comment('c1', 'u', 2 * HOUR, 'Merkel')
+  c2 = comment('c2', 'u', HOUR, 'Obama', 'Merkel')
+  oracle = brief(replay([late_copy, c2, early]))
+  assert oracle == [('c1', 'allow', ()), ('c2', 'reject', ('Obama',))]
+  _run_stream([('add', [late_copy, c2, early])], oracle,
+              expected_dead=[('c1', 'duplicate')], lateness=3 * HOUR)
+
+
 def test_comments_later_than_allowed_lateness_go_to_dead_letter():
   c5 = comment('c5', 'u', 5 * HOUR, 'Obama')
   c4 = comment('c4', 'u', 4 * HOUR, 'Obama')  # after u's 5h was decided

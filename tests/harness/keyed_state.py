@@ -4,7 +4,7 @@ A runner's state is not observable from a pipeline, so tests and the state
 benchmark run the real DoFn through this: per-key bag/value state, one
 watermark timer per key, timers fired in time order as the watermark
 advances. Written for the moderation rule's state and timer parameters
-(`buffer`, `ledger_state`, `timer_at`, `tick`).
+(`buffer`, `ledger_state`, `horizon`/`horizon_state`, `timer_at`, `tick`).
 """
 import heapq
 import pickle
@@ -70,7 +70,8 @@ class KeyedDriver(object):
 
   def _state(self, key):
     if key not in self.keys:
-      self.keys[key] = (_Bag(), _Value(), _Value(), _Timer(key, self._due))
+      self.keys[key] = (_Bag(), _Value(), _Value(), _Value(),
+                        _Timer(key, self._due))
     return self.keys[key]
 
   def _collect(self, outputs):
@@ -82,33 +83,36 @@ class KeyedDriver(object):
 
   def add(self, key, element, timestamp):
     """Processes `(key, element)` at `timestamp` (a Beam Timestamp)."""
-    bag, ledger, timer_at, timer = self._state(key)
+    bag, ledger, horizon, timer_at, timer = self._state(key)
     self._collect(self.fn.process(
         (key, element), t=timestamp, buffer=bag, ledger_state=ledger,
-        timer_at=timer_at, tick=timer))
+        horizon=horizon, timer_at=timer_at, tick=timer))
 
   def advance(self, watermark_micros):
     """Fires every timer at or before the watermark, earliest first."""
     while self._due and self._due[0][0] <= watermark_micros:
       at, key = heapq.heappop(self._due)
-      bag, ledger, timer_at, timer = self.keys[key]
+      bag, ledger, horizon, timer_at, timer = self.keys[key]
       if timer.at != at:
         continue  # reset or cleared since
       timer.at = None
       self.firings += 1
       self._collect(self.fn.on_tick(
           fire=Timestamp(micros=at), buffer=bag, ledger_state=ledger,
-          timer_at=timer_at, tick=timer))
+          horizon_state=horizon, timer_at=timer_at, tick=timer))
 
   def live_keys(self):
     """Keys holding any state or timer."""
-    return {k for k, (bag, ledger, timer_at, timer) in self.keys.items()
+    return {k for k, (bag, ledger, horizon, timer_at, timer)
+            in self.keys.items()
             if bag.items or ledger.value is not None or
-            timer_at.value is not None or timer.at is not None}
+            horizon.value is not None or timer_at.value is not None or
+            timer.at is not None}
 
   def state_bytes(self):
     """Bytes the runner would hold: each key's state, pickled."""
     return sum(
         len(pickle.dumps(bag.items)) * bool(bag.items) +
-        len(pickle.dumps(ledger.value)) * (ledger.value is not None)
-        for bag, ledger, _, _ in self.keys.values())
+        len(pickle.dumps(ledger.value)) * (ledger.value is not None) +
+        len(pickle.dumps(horizon.value)) * (horizon.value is not None)
+        for bag, ledger, horizon, _, _ in self.keys.values())
