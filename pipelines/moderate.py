@@ -326,6 +326,7 @@ def run(argv=None, wait=True):
   local_streaming = mode == 'streaming' and launch.is_local_runner(options)
   if local_streaming:
     direct_pubsub.widen_pulls()
+    _entity_transform(args).load_now()
   p = beam.Pipeline(options=options)
   build(p, args, mode)
   if local_streaming:

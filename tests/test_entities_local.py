@@ -115,3 +115,23 @@ def test_the_trimmed_spacy_pipeline_finds_what_the_whole_one_finds(local_fn):
          for entities in local_fn.annotate(texts)]
   assert got == expected
   assert sum(map(len, expected)) > 300
+
+
+def test_load_now_loads_the_local_backend_once_per_process_not_into_the_dofn():
+  # A fresh interpreter: this one may have loaded spaCy for other tests.
+  import subprocess
+  import sys
+  script = '''
+from models import process_cache
+from transforms.entities import ExtractEntities
+ExtractEntities('nlp').load_now()
+nlp_loaded = sorted(map(str, process_cache._LOADED))
+transform = ExtractEntities('local')
+transform.load_now()
+print(nlp_loaded, 'spacy' in process_cache._LOADED, transform._fn._nlp is None)
+'''
+  out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                       text=True, check=True, timeout=120).stdout.split()
+  # The Cloud NL backend keeps nothing per process; the local one keeps
+  # spaCy, and the DoFn (pickled per bundle) still holds no pipeline.
+  assert out == ['[]', 'True', 'True']
