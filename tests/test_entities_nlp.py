@@ -45,6 +45,18 @@ def test_the_books_sentence_parses_like_the_notebook(language_server):
   fn.teardown()
 
 
+def test_dofn_instances_of_one_endpoint_share_one_client(language_server):
+  # The DirectRunner sets up a fresh DoFn copy for every streaming bundle:
+  # each would otherwise open a gRPC channel of its own.
+  stand_in, endpoint = language_server
+  stand_in.reset()
+  first, second = _fn(endpoint), _fn(endpoint)
+  assert first._client is second._client  # pylint: disable=protected-access
+  assert first.annotate([JIM]) == second.annotate([JIM])
+  first.teardown()
+  second.teardown()
+
+
 def test_quota_and_unavailable_errors_are_retried_then_succeed(
     language_server):
   stand_in, endpoint = language_server

@@ -198,6 +198,13 @@ class CloudNlEntityFn(_BatchedEntityFn):
     self._retries = Metrics.counter(METRICS_NAMESPACE, 'nlp_retries')
 
   def setup(self):
+    # One client (one gRPC channel, safe across threads) per process and
+    # endpoint: the DirectRunner sets a DoFn up for every streaming bundle.
+    self._client = load_once(('language-client', self._endpoint,
+                              self._insecure), self._new_client)
+    self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency)
+
+  def _new_client(self):
     from google.cloud import language_v1
     if self._insecure:
       import grpc
@@ -206,11 +213,9 @@ class CloudNlEntityFn(_BatchedEntityFn):
       transport = grpc_transport.LanguageServiceGrpcTransport(
           channel=grpc.insecure_channel(self._endpoint),
           credentials=AnonymousCredentials())
-      self._client = language_v1.LanguageServiceClient(transport=transport)
-    else:
-      self._client = language_v1.LanguageServiceClient(
-          client_options={'api_endpoint': self._endpoint})
-    self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency)
+      return language_v1.LanguageServiceClient(transport=transport)
+    return language_v1.LanguageServiceClient(
+        client_options={'api_endpoint': self._endpoint})
 
   def teardown(self):
     if self._pool is not None:
