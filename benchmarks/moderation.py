@@ -33,7 +33,7 @@ Comments come from tests.harness.comments_demo (the demo generator: 40
 commenters over 3 days, well-known people, no malformed lines).
 
   python -m benchmarks.moderation [--comments 20000,100000] [--repeats 2]
-      [--streaming_comments 30000] [--streaming_rates 800,900,1000,1200]
+      [--streaming_comments 30000] [--streaming_rates 1000,1100,1200,1300]
       [--state_days 60]
 
 The last line printed is one JSON object with the figures. Target: the
@@ -287,7 +287,7 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--streaming_comments', type=int, default=30000,
                       help='Comments for each streaming run (0: skip them).')
-  parser.add_argument('--streaming_rates', default='800,900,1000,1200',
+  parser.add_argument('--streaming_rates', default='1000,1100,1200,1300',
                       help='Comma-separated rates offered to the streaming '
                       'pipeline, comments per second of event time.')
   parser.add_argument('--state_days', type=int, default=60,
