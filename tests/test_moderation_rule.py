@@ -138,16 +138,23 @@ def test_duplicate_deliveries_are_decided_once():
       expected_dead=[('c1', 'duplicate'), ('c1', 'duplicate')])
 
 
-def test_streaming_keeps_the_earliest_buffered_copy_of_a_comment_id():
-  # As the batch replay (and the reference `replay`) does: copies of one
-  # comment_id waiting for the same decision, the earliest in event time
-  # is decided, whatever order they arrived in.
-  early = comment('c1', 'u', 0, 'Obama')
-  late_copy = comment('c1', 'u', 2 * HOUR, 'Merkel')
-  c2 = comment('c2', 'u', HOUR, 'Obama', 'Merkel')
-  oracle = brief(replay([late_copy, c2, early]))
+def _two_copies_of_c1():
+  """Copies of comment c1 at 0 and 2h around c2 (1h), in arrival order (the
+  later copy first), and the reference decisions: the earliest copy of c1
+  is decided, so c2 is blocked by Obama."""
+  arrivals = [comment('c1', 'u', 2 * HOUR, 'Merkel'),
+              comment('c2', 'u', HOUR, 'Obama', 'Merkel'),
+              comment('c1', 'u', 0, 'Obama')]
+  oracle = brief(replay(arrivals))
   assert oracle == [('c1', 'allow', ()), ('c2', 'reject', ('Obama',))]
-  _run_stream([('add', [late_copy, c2, early])], oracle,
+  return arrivals, oracle
+
+
+def test_streaming_keeps_the_earliest_buffered_copy_of_a_comment_id():
+  # As the batch replay does: of the copies of one comment_id waiting for
+  # the same decision, the earliest in event time is decided.
+  arrivals, oracle = _two_copies_of_c1()
+  _run_stream([('add', arrivals)], oracle,
               expected_dead=[('c1', 'duplicate')], lateness=3 * HOUR)
 
 
@@ -224,12 +231,8 @@ def test_batch_replay_orders_by_event_time_and_dedupes():
 def test_batch_replay_keeps_the_earliest_copy_of_a_comment_id():
   # Copies of one comment_id at different times: the earliest is decided
   # (as the reference replay does), whatever order they arrive in.
-  early = comment('c1', 'u', 0, 'Obama')
-  late_copy = comment('c1', 'u', 2 * HOUR, 'Merkel')
-  c2 = comment('c2', 'u', HOUR, 'Obama', 'Merkel')
-  oracle = brief(replay([late_copy, c2, early]))
-  assert oracle == [('c1', 'allow', ()), ('c2', 'reject', ('Obama',))]
-  p, out = _run_batch([late_copy, c2, early])
+  arrivals, oracle = _two_copies_of_c1()
+  p, out = _run_batch(arrivals)
   assert_that(out.decisions | beam.Map(lambda d: brief([d])[0]),
               equal_to(oracle))
   assert_that(out[DEAD_LETTER] | beam.Map(
