@@ -39,6 +39,7 @@ Dataflow, the service's).
 """
 import datetime
 import logging
+import os
 import time
 
 import apache_beam as beam
@@ -49,7 +50,8 @@ from models.process_cache import load_once
 PULL_MESSAGES = 1000
 IDLE_WAIT_S = 1.0
 FILL_S = 0.2
-# Pub/Sub's limits on one Publish request: 1,000 messages, 10 MB.
+# Pub/Sub's limits on one Publish request: 1,000 messages, 10 MB (payloads
+# up to 9 MB: headroom for the request's own fields).
 PUBLISH_MESSAGES = 1000
 PUBLISH_BYTES = 9_000_000
 
@@ -164,8 +166,11 @@ class _PublishFn(beam.DoFn):
 
   def setup(self):
     from google.cloud import pubsub_v1
-    # The emulator's address (PUBSUB_EMULATOR_HOST) is read by the client.
-    self._client = load_once('pubsub-publisher', pubsub_v1.PublisherClient)
+    # The client reads the emulator's address (PUBSUB_EMULATOR_HOST) when
+    # it is made: one client per process and address.
+    self._client = load_once(
+        ('pubsub-publisher', os.environ.get('PUBSUB_EMULATOR_HOST')),
+        pubsub_v1.PublisherClient)
 
   def start_bundle(self):
     self._pending, self._pending_bytes = [], 0
