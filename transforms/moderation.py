@@ -298,13 +298,7 @@ class _DecideInEventTimeOrder(beam.DoFn):
     ready = [p for p in pending if p[0] <= cutoff]
     rest = [p for p in pending if p[0] > cutoff]
     ready.sort(key=lambda p: (p[0], p[1]))  # stable: arrival order in ties
-    for t_micros, comment_id, payload in ready:
-      comment = orjson.loads(payload)
-      if comment_id in ledger.decided:
-        yield _duplicate(comment)
-        continue
-      ledger.decided[comment_id] = t_micros
-      yield self._decide(comment, t_micros, ledger.history)
+    yield from self._decide_in_order(ready, ledger.decided, ledger.history)
 
     buffer.clear()
     timer_at.clear()
@@ -342,15 +336,20 @@ class _DecideInEventTimeOrder(beam.DoFn):
     later copies are dead letters, as in `replay`; nothing but the buffer is
     kept per key (no ledger written per comment).
     """
-    history, decided = {}, set()
-    for t_micros, comment_id, payload in sorted(buffer.read()):
+    yield from self._decide_in_order(sorted(buffer.read()), {}, {})
+    buffer.clear()
+
+  def _decide_in_order(self, buffered, decided, history):
+    """Decides buffered (t micros, comment_id, JSON) entries in the order
+    given; a comment_id already in `decided` (comment_id -> t micros, which
+    this updates) is a duplicate dead letter."""
+    for t_micros, comment_id, payload in buffered:
       comment = orjson.loads(payload)
       if comment_id in decided:
         yield _duplicate(comment)
         continue
-      decided.add(comment_id)
+      decided[comment_id] = t_micros
       yield self._decide(comment, t_micros, history)
-    buffer.clear()
 
 
 def _duplicate(comment):
