@@ -73,7 +73,7 @@ two-phase-demo: two-phase-models
 	  --forward $$($(PY) -c "import json;print(json.load(open('$(TWO_PHASE)/two_phase.json'))['forward'])")
 
 # The Pub/Sub emulator ships with the machine's Google Cloud CLI; pytest
-# fixtures start and stop every stand-in (tests/harness/).
+# fixtures start and stop every stand-in (harness/).
 test: model standins
 	$(PY) -m pytest -q --timeout 900 tests
 

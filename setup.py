@@ -29,7 +29,7 @@ setuptools.setup(
     # configs from any install of the project (the template image included),
     # not only from a checkout. (`templates.generate` writes into a checkout.)
     packages=setuptools.find_packages(
-        include=['pipelines*', 'transforms*', 'models*', 'serving*',
+        include=['common*', 'pipelines*', 'transforms*', 'models*', 'serving*',
                  'templates*']),
     package_data={'': ['*.json', '*.tsv', '*.csv'],
                   'templates': ['*/metadata.json', 'schedules/*.json']},

@@ -1,5 +1,5 @@
 """Moderation: comments/second of the whole local pipeline next to the NER
-step alone over the same comments (`transforms.entities.LocalEntityFn
+step alone over the same comments (`transforms.moderation.entities.LocalEntityFn
 .annotate` in batches of its default size: the limit), in one run,
 interleaved. The pipeline runs as a batch replay (`--input`, FnApiRunner)
 and streaming (DirectRunner reading the Pub/Sub emulator; a separate feeder
@@ -29,7 +29,7 @@ State: the rule's per-key state, day by day over a long stream (60 days,
 the way a runner does (a runner's state is not observable from a pipeline);
 it must stay flat, not grow with the stream.
 
-Comments come from tests.harness.comments_demo (the demo generator: 40
+Comments come from harness.comments_demo (the demo generator: 40
 commenters over 3 days, well-known people, no malformed lines).
 
   python -m benchmarks.moderation [--comments 20000,100000] [--repeats 2]
@@ -57,7 +57,7 @@ STREAM_INTERVAL_S = 1
 
 
 def dataset(n):
-  from tests.harness.comments_demo import make_comments
+  from harness.comments_demo import make_comments
   path = os.path.join(common.SCRATCH, f'comments-{n}.jsonl')
   if not os.path.exists(path):
     with open(path + '.tmp', 'w', encoding='utf-8') as f:
@@ -68,7 +68,7 @@ def dataset(n):
 
 
 def child_ner(path):
-  from transforms.entities import LocalEntityFn
+  from transforms.moderation.entities import LocalEntityFn
   with open(path, encoding='utf-8') as f:
     texts = [json.loads(line)['text'] for line in f]
   fn = LocalEntityFn()
@@ -122,7 +122,7 @@ def child_streaming(path, rate):
   import threading
   from google.cloud import pubsub_v1
   from pipelines import moderate
-  from tests.harness import pubsub as pubsub_harness
+  from harness import pubsub as pubsub_harness
   log_dir = pathlib.Path(tempfile.mkdtemp(prefix='bench-pubsub-',
                                           dir=common.SCRATCH))
   pipeline_cores, service_cores = _service_cores()
@@ -221,7 +221,7 @@ def feed(path, rate):
 def long_stream_state(days, commenters, per_day, seed=0):
   """The rule's per-key state over a long stream, day by day.
 
-  The real DoFn, driven the way a runner drives it (tests.harness.keyed_state:
+  The real DoFn, driven the way a runner drives it (harness.keyed_state:
   per-key state, event-time timers), over `days` of comments by
   `commenters` people mentioning 0-2 of 8 entities, arriving hour by hour
   with the watermark following; lateness 300 s, decision interval 1 s (the
@@ -230,10 +230,10 @@ def long_stream_state(days, commenters, per_day, seed=0):
   """
   import random
   from apache_beam.utils.timestamp import Timestamp
-  from tests.harness.keyed_state import KeyedDriver
-  from tests.moderation_fixtures import T0
-  from tests.moderation_fixtures import comment
-  from transforms.moderation import ModerateComments
+  from harness.keyed_state import KeyedDriver
+  from harness.moderation_fixtures import T0
+  from harness.moderation_fixtures import comment
+  from transforms.moderation.rule import ModerateComments
   rng = random.Random(seed)
   people = [f'E{k}' for k in range(8)]
   driver = KeyedDriver(ModerateComments(24, 300)._fn)

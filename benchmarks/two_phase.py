@@ -46,8 +46,8 @@ def forward_rule():
 
 def child_raw(pattern):
   import tensorflow as tf
-  from models import lite_predictor
-  from transforms import forwarding
+  from models.runtime import lite_predictor
+  from transforms.two_phase import forwarding
   texts = common.texts(pattern)
   rule = forwarding.parse_rule(forward_rule())
   phase1 = lite_predictor.load(PHASE1)

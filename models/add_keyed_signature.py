@@ -12,8 +12,7 @@ default behaviour stays available as `serving_default`.
 import argparse
 import sys
 
-from models import signatures as sigs
-
+from models.runtime import signatures as sigs
 KEYED_SIGNATURE = 'keyed_prediction'
 
 

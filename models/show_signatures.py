@@ -8,9 +8,7 @@ client needs to call the model.
 import argparse
 import sys
 
-from models import signatures
-
-
+from models.runtime import signatures
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('model_dir', help='SavedModel directory, gs:// path or TF-Hub handle.')

@@ -12,7 +12,7 @@ import os
 import time
 
 from models import demo_data
-from models.serving_signatures import export_text_classifier
+from models.export.saved_model import export_text_classifier
 
 SEED = 42
 MAX_TOKENS = 20000

@@ -1,9 +1,9 @@
 """Trains the two models of the two-phase (cascade) demo and exports both.
 
 Phase 1 is small and cheap: token ids -> Embedding(16) -> average -> logit,
-trained on ids from the Python tokenizer (models/tokenizer.py) so training and
+trained on ids from the Python tokenizer (models/runtime/tokenizer.py) so training and
 serving tokenize identically; it is then converted to a quantized .tflite file
-for the LiteRT interpreter (models/tflite_export.py).
+for the LiteRT interpreter (models/export/tflite.py).
 
 Phase 2 is genuinely larger and more accurate: a unigram+bigram TF-IDF over a
 100k-term vocabulary -> Dense(16) -> logit (~1.6M weights, against phase 1's
@@ -79,7 +79,7 @@ def train_phase1(train_rows, validation_rows):
   """Returns (tokenizer, keras model taking int32 ids and returning logits)."""
   import keras
   import tensorflow as tf
-  from models.tokenizer import Tokenizer
+  from models.runtime.tokenizer import Tokenizer
   _seed()
   train_x, train_y = texts_labels(train_rows)
   val_x, val_y = texts_labels(validation_rows)
@@ -167,8 +167,8 @@ def choose_band(p1, p2, labels):
 def build(data_dir='data', output_dir=DEFAULT_OUTPUT_DIR, force=False):
   """Trains, exports and converts once; a no-op when outputs exist."""
   import numpy as np
-  from models import tflite_export
-  from models.serving_signatures import export_text_classifier
+  from models.export import tflite as tflite_export
+  from models.export.saved_model import export_text_classifier
 
   meta_path = os.path.join(output_dir, 'two_phase.json')
   if os.path.exists(meta_path) and not force:
@@ -199,8 +199,8 @@ def build(data_dir='data', output_dir=DEFAULT_OUTPUT_DIR, force=False):
   tflite_path = os.path.join(output_dir, 'phase1.tflite')
   conversion = tflite_export.export(phase1_dir, tflite_path, data_dir)
 
-  from models import lite_predictor
-  from models import predictor
+  from models.runtime import lite_predictor
+  from models.runtime import predictor
   p1 = lite_predictor.load(tflite_path).predict_texts(val_x)
   p2 = np.asarray(predictor.load(phase2_dir).predict_columns(
       {'reviews': val_x})['positive_review_probability'])

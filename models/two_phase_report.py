@@ -3,7 +3,7 @@
 For each forwarding rule: the forward rate, the accuracy of phase 1 alone,
 phase 2 alone and the cascade, and the throughput of the cascade against
 phase 2 alone. Both are timed in-process through the same prediction
-libraries the pipeline uses (models.lite_predictor, models.predictor), in
+libraries the pipeline uses (models.runtime.lite_predictor, models.runtime.predictor), in
 batches, after a warm-up, so the figures compare the models rather than Beam.
 Also checks the issue's targets: cascade accuracy within 1 point of phase 2
 alone, at most 40% forwarded, quantized phase 1 at most a third of its float
@@ -19,8 +19,7 @@ import sys
 import time
 
 from models import demo_data
-from transforms import forwarding
-
+from transforms.two_phase import forwarding
 PHASE2_BATCH_SIZE = 256
 PHASE1_BATCH_SIZE = 512
 MAX_ACCURACY_GAP = 0.01
@@ -153,8 +152,8 @@ def main(argv=None):
       'out', 'two_phase_report.json'), help='Where to write the JSON.')
   args = parser.parse_args(argv)
 
-  from models import lite_predictor
-  from models import predictor
+  from models.runtime import lite_predictor
+  from models.runtime import predictor
   with open(os.path.join(args.models_dir, 'two_phase.json')) as f:
     meta = json.load(f)
   try:

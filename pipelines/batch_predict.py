@@ -26,23 +26,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import file_inputs
 from pipelines import gcp
-from pipelines import keyed_input
+from transforms.keyed import keyed_input
 from pipelines import launch
 from pipelines import summary
-from transforms import bigquery_io
-from transforms import bigquery_schemas
-from transforms import sinks
-from transforms import sources
-from transforms.chunk_inference import RunChunkInference
+from transforms.io import bigquery
+from transforms.io import bigquery_schemas
+from transforms.io import sinks
+from transforms.io import sources
+from transforms.inference.chunked import RunChunkInference
 from transforms.dead_letter import DEAD_LETTER
-from transforms.inference import DEFAULT_BATCH_SIZE
-from transforms.inference import SignatureModelHandler
-from transforms.prediction_log import WritePredictionLog
-from transforms.predictions import LOG
-from transforms.predictions import FormatPredictionChunks
-from transforms.predictions import arrow_schema
-from transforms.predictions import avro_schema
-from transforms.predictions import stringify_passthrough
+from transforms.inference.signature_handler import DEFAULT_BATCH_SIZE
+from transforms.inference.signature_handler import SignatureModelHandler
+from transforms.inference.prediction_log import WritePredictionLog
+from transforms.inference.predictions import LOG
+from transforms.inference.predictions import FormatPredictionChunks
+from transforms.inference.predictions import arrow_schema
+from transforms.inference.predictions import avro_schema
+from transforms.inference.predictions import stringify_passthrough
 from transforms.record_chunks import Unchunk
 
 
@@ -109,17 +109,17 @@ def build_parser():
       '(raw input as JSON text, partitioned by day on dead_lettered_at). '
       'Default when only --output_table is given: <output_table>_errors.')
   parser.add_argument(
-      '--bq_write_method', choices=bigquery_io.WRITE_METHODS,
-      default=bigquery_io.FILE_LOADS,
+      '--bq_write_method', choices=bigquery.WRITE_METHODS,
+      default=bigquery.FILE_LOADS,
       help='How rows reach BigQuery (default: FILE_LOADS, load jobs staged '
       'under a gs:// --temp_location). STREAMING_INSERTS makes rows visible '
       'at once; STORAGE_WRITE_API runs as a Java cross-language transform.')
   parser.add_argument(
       '--bq_insert_retries', type=int,
-      default=bigquery_io.DEFAULT_INSERT_RETRIES,
+      default=bigquery.DEFAULT_INSERT_RETRIES,
       help='STREAMING_INSERTS: retries of a row failing with a transient '
       'error before it goes to the dead letter (default: '
-      f'{bigquery_io.DEFAULT_INSERT_RETRIES}).')
+      f'{bigquery.DEFAULT_INSERT_RETRIES}).')
   parser.add_argument(
       '--model_name',
       help='Model name recorded in the prediction log (default: derived '
@@ -161,7 +161,7 @@ def dead_letter_prefix(args):
 def validate(args):
   """Checks the command line before anything runs; returns the resolved
   configuration (patterns, format, signature, feature map)."""
-  from models import signatures as sigs
+  from models.runtime import signatures as sigs
   if not (args.output or args.output_table):
     raise launch.UsageError(
         '--output', 'pass --output (files) and/or --output_table (BigQuery)')
@@ -214,7 +214,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   per worker. Records whose key is repeated take a side path (grouped,
   one kept, validated) and rejoin as prediction lines before the sink.
   """
-  from models import signatures as sigs
+  from models.runtime import signatures as sigs
   passthrough = file_inputs.split_list(args.passthrough_fields)
   handler = SignatureModelHandler(
       args.model_dir, list(signature.inputs), signature=args.signature,
@@ -263,7 +263,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
         | 'Merge table predictions' >> beam.Flatten()
         | 'Table records' >> Unchunk()
         | 'Table passthrough' >> beam.Map(stringify_passthrough, passthrough)
-        | 'Write predictions table' >> bigquery_io.WriteTable(
+        | 'Write predictions table' >> bigquery.WriteTable(
             args.output_table,
             bigquery_schemas.predictions_schema(signature.outputs, passthrough),
             bigquery_schemas.PREDICTIONS_PARTITION, args.bq_write_method,
@@ -271,7 +271,7 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   all_dead = dead | 'All dead letters' >> beam.Flatten()
   dead_letter_table = _dead_letter_table(args)
   if dead_letter_table:
-    _ = all_dead | 'Write dead letters' >> bigquery_io.WriteDeadLetterTable(
+    _ = all_dead | 'Write dead letters' >> bigquery.WriteDeadLetterTable(
         dead_letter_table, args.bq_write_method, args.bq_insert_retries)
   else:
     _ = all_dead | 'Write dead letters' >> sinks.WriteDeadLetters(
@@ -334,7 +334,7 @@ def run(argv=None):
   by_reason = summary.dead_letters_by_reason(counts)
   # A prediction the table refused is a dead letter, not an output.
   predicted = counts.get('output', {}).get('predictions', 0) - sum(
-      by_reason.get(r, 0) for r in bigquery_io.WRITE_REASONS)
+      by_reason.get(r, 0) for r in bigquery.WRITE_REASONS)
   dead_total = sum(by_reason.values())
   figures = {
       'inputs': inputs, 'predictions': predicted,

@@ -25,16 +25,16 @@ from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
-from transforms import bigquery_io
-from transforms import bigquery_schemas
-from transforms.evaluation import Evaluate
-from transforms.evaluation_alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
-from transforms.evaluation_alerts import parse_rule
-from transforms.evaluation_config import EvaluationConfig
-from transforms.evaluation_config import TIME_SLICES
-from transforms.evaluation_config import parse_window
-from transforms.evaluation_config import to_utc
-from transforms.evaluation_rows import METRICS_NAMESPACE
+from transforms.io import bigquery
+from transforms.io import bigquery_schemas
+from transforms.evaluation.evaluate import Evaluate
+from transforms.evaluation.alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
+from transforms.evaluation.alerts import parse_rule
+from transforms.evaluation.config import EvaluationConfig
+from transforms.evaluation.config import TIME_SLICES
+from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import to_utc
+from transforms.evaluation.rows import METRICS_NAMESPACE
 
 EXIT_ALERT = 3
 OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters')
@@ -212,8 +212,8 @@ def validate(options):
 def _read_lines(p, label, patterns, table=None):
   """JSON lines from file patterns, or a BigQuery table's rows as lines."""
   if table:
-    return (p | f'Read{label}' >> bigquery_io.ReadTable(table=table)).main | (
-        f'{label}AsLines' >> beam.Map(bigquery_io.to_json_line))
+    return (p | f'Read{label}' >> bigquery.ReadTable(table=table)).main | (
+        f'{label}AsLines' >> beam.Map(bigquery.to_json_line))
   reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(pattern)
            for i, pattern in enumerate(patterns.split(','))]
   return reads | f'All{label}' >> beam.Flatten()
@@ -233,7 +233,7 @@ def _check_cloud(ev, options):
   if flag:
     gcp.check_credentials(options, flag)
   if ev.metrics_table:
-    gcp.check_write_method(bigquery_io.FILE_LOADS, options)
+    gcp.check_write_method(bigquery.FILE_LOADS, options)
 
 
 def _output_path(output, name):
@@ -306,9 +306,9 @@ def run(argv=None):
         results['slices']
         | 'MetricsRows' >> beam.Map(
             bigquery_schemas.metrics_row, config.as_of.isoformat())
-        | 'WriteMetricsTable' >> bigquery_io.WriteTable(
+        | 'WriteMetricsTable' >> bigquery.WriteTable(
             ev.metrics_table, bigquery_schemas.METRICS_SCHEMA,
-            bigquery_schemas.METRICS_PARTITION, bigquery_io.FILE_LOADS,
+            bigquery_schemas.METRICS_PARTITION, bigquery.FILE_LOADS,
             key_field='slice'))
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
@@ -331,7 +331,7 @@ def run(argv=None):
   alerts = read_records(ev.output, 'alerts')
   alerts.sort(key=lambda a: (a['model'], a['model_version'], a['slice'],
                              a['rule']))
-  from transforms.evaluation_report import write_report
+  from transforms.evaluation.report import write_report
   report = write_report(ev.output, slices,
                         read_records(ev.output, 'comparisons'), alerts,
                         run_summary)

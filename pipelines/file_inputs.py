@@ -8,9 +8,9 @@ their Flex Template metadata) cannot drift apart.
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import launch
-from transforms import keys
-from transforms import sources
-from transforms.features import DEFAULT_MAX_TEXT_BYTES
+from transforms.keyed import keys
+from transforms.io import sources
+from transforms.keyed.features import DEFAULT_MAX_TEXT_BYTES
 
 
 def split_list(text):

@@ -8,8 +8,7 @@ naming the flag, before anything runs (see pipelines.launch).
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.launch import UsageError
-from transforms import bigquery_io
-
+from transforms.io import bigquery
 NO_CREDENTIALS = (
     'no Google Cloud credentials found (Application Default Credentials): '
     'run `gcloud auth application-default login`, or set '
@@ -35,14 +34,14 @@ def check_table(flag, spec):
   if spec is None:
     return
   try:
-    bigquery_io.parse_table(spec)
+    bigquery.parse_table(spec)
   except ValueError as e:
     raise UsageError(flag, str(e)) from None
 
 
 def check_write_method(method, options):
   """FILE_LOADS stages files on Cloud Storage: it needs a gs:// location."""
-  if method != bigquery_io.FILE_LOADS:
+  if method != bigquery.FILE_LOADS:
     return
   cloud = options.view_as(GoogleCloudOptions)
   location = cloud.temp_location or ''
@@ -50,7 +49,7 @@ def check_write_method(method, options):
     raise UsageError(
         '--temp_location', f'--bq_write_method {method} stages files on Cloud '
         'Storage: pass --temp_location gs://BUCKET/tmp, or --bq_write_method '
-        f'{bigquery_io.STREAMING_INSERTS}')
+        f'{bigquery.STREAMING_INSERTS}')
 
 
 def first_cloud_flag(flags):

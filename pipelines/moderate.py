@@ -19,16 +19,16 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
-from pipelines import direct_pubsub
+from pipelines import local_runner
 from pipelines import file_inputs
 from pipelines import gcp
 from pipelines import launch
 from pipelines import summary
-from transforms import bigquery_io
-from transforms import bigquery_schemas
-from transforms import comments as comments_lib
-from transforms import entities as entities_lib
-from transforms import moderation
+from transforms.io import bigquery
+from transforms.io import bigquery_schemas
+from transforms.moderation import comments as comments_lib
+from transforms.moderation import entities as entities_lib
+from transforms.moderation import rule as moderation_rule
 from transforms.dead_letter import DEAD_LETTER
 
 
@@ -70,15 +70,15 @@ def build_parser():
       'by day on the comment timestamp). Rows BigQuery refuses go to the '
       'dead letters.')
   io.add_argument(
-      '--bq_write_method', default=None, choices=bigquery_io.WRITE_METHODS,
+      '--bq_write_method', default=None, choices=bigquery.WRITE_METHODS,
       help='How decisions reach BigQuery. Default: STREAMING_INSERTS in '
       'streaming, FILE_LOADS (needs a gs:// --temp_location) in batch replay.')
   io.add_argument(
       '--bq_insert_retries', type=int,
-      default=bigquery_io.DEFAULT_INSERT_RETRIES,
+      default=bigquery.DEFAULT_INSERT_RETRIES,
       help='STREAMING_INSERTS: retries of a row failing with a transient '
       'error before it goes to the dead letters (default: '
-      f'{bigquery_io.DEFAULT_INSERT_RETRIES}).')
+      f'{bigquery.DEFAULT_INSERT_RETRIES}).')
   io.add_argument(
       '--timestamp_attribute', default=None,
       help='Streaming: Pub/Sub attribute holding the event time (RFC 3339 '
@@ -117,7 +117,7 @@ def build_parser():
   ents.add_argument(
       '--alias_table', default=None,
       help='local backend: TSV alias table to use instead of the built-in '
-      'transforms/knowledge/person_aliases.tsv (same format).')
+      'transforms/moderation/knowledge/person_aliases.tsv (same format).')
   ents.add_argument(
       '--entity_batch_size', type=int,
       help='Comments annotated together (spaCy batch / concurrent API '
@@ -197,7 +197,7 @@ def validate(o):
     if o.entity_backend != 'local':
       raise launch.UsageError('--alias_table', 'only used by --entity_backend '
                               'local')
-    from transforms import knowledge_graph
+    from transforms.moderation import knowledge_graph
     try:
       knowledge_graph.AliasTable(knowledge_graph.read_rows(o.alias_table))
     except (OSError, ValueError) as e:
@@ -245,7 +245,7 @@ def build(p, o, mode):
       comments_lib.key_by_commenter).with_output_types(
           beam.typehints.Tuple[str, beam.typehints.Any])
   annotated = keyed | 'Entities' >> _entity_transform(o)
-  moderated = annotated.comments | 'Moderate' >> moderation.ModerateComments(
+  moderated = annotated.comments | 'Moderate' >> moderation_rule.ModerateComments(
       o.window_hours, o.allowed_lateness, bounded=not streaming,
       decision_interval_seconds=o.decision_interval)
   decisions = moderated.decisions
@@ -253,7 +253,7 @@ def build(p, o, mode):
                 moderated[DEAD_LETTER]]
   if o.output_table:
     dead_parts.append(
-        decisions | 'WriteDecisionsTable' >> bigquery_io.WriteTable(
+        decisions | 'WriteDecisionsTable' >> bigquery.WriteTable(
             o.output_table, bigquery_schemas.DECISIONS_SCHEMA,
             bigquery_schemas.DECISIONS_PARTITION, _write_method(o, mode),
             o.bq_insert_retries, key_field='comment_id'))
@@ -276,7 +276,7 @@ def build(p, o, mode):
 
 
 def _write_method(o, mode):
-  return o.bq_write_method or bigquery_io.default_write_method(
+  return o.bq_write_method or bigquery.default_write_method(
       mode == 'streaming')
 
 
@@ -295,7 +295,7 @@ def _check_cloud(o, mode, options):
 def summarise(result):
   """The end-of-run summary rows, from Beam metrics."""
   counters = summary.counters(result)
-  mod = counters.get(moderation.METRICS_NAMESPACE, {})
+  mod = counters.get(moderation_rule.METRICS_NAMESPACE, {})
   dead = summary.dead_letters_by_reason(counters)
   rows = [('comments read', mod.get('comments', 0)),
           ('allowed', mod.get('allowed', 0)),
@@ -325,12 +325,12 @@ def run(argv=None, wait=True):
   _check_cloud(args, mode, options)
   local_streaming = mode == 'streaming' and launch.is_local_runner(options)
   if local_streaming:
-    direct_pubsub.widen_pulls()
+    local_runner.widen_pulls()
     _entity_transform(args).load_now()
   p = beam.Pipeline(options=options)
   build(p, args, mode)
   if local_streaming:
-    direct_pubsub.publish_per_bundle(p)
+    local_runner.publish_per_bundle(p)
   result = p.run()
   if mode == 'streaming':
     if not wait:

@@ -26,20 +26,20 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import file_inputs
-from pipelines import keyed_input
+from transforms.keyed import keyed_input
 from pipelines import launch
 from pipelines import summary
-from transforms import forwarding
-from transforms import keys
-from transforms import sinks
-from transforms import sources
-from transforms import two_phase
-from transforms.features import ValidateFeatures
-from transforms.inference import DEFAULT_BATCH_SIZE as PHASE2_BATCH_SIZE
-from transforms.inference import SignatureModelHandler
+from transforms.two_phase import forwarding
+from transforms.keyed import keys
+from transforms.io import sinks
+from transforms.io import sources
+from transforms.two_phase import cascade
+from transforms.keyed.features import ValidateFeatures
+from transforms.inference.signature_handler import DEFAULT_BATCH_SIZE as PHASE2_BATCH_SIZE
+from transforms.inference.signature_handler import SignatureModelHandler
 from transforms.record_chunks import ChunkRecords
-from transforms.tflite_inference import DEFAULT_BATCH_SIZE as PHASE1_BATCH_SIZE
-from transforms.tflite_inference import TFLiteTextModelHandler
+from transforms.inference.tflite_handler import DEFAULT_BATCH_SIZE as PHASE1_BATCH_SIZE
+from transforms.inference.tflite_handler import TFLiteTextModelHandler
 
 
 def build_parser():
@@ -121,7 +121,7 @@ def _check_inputs(args):
 
 
 def _check_phase1(args):
-  from models.lite_predictor import tokenizer_path
+  from models.runtime.lite_predictor import tokenizer_path
   if not args.phase1_model:
     raise launch.UsageError('--phase1_model', 'required (a .tflite file)')
   for path in (args.phase1_model, tokenizer_path(args.phase1_model)):
@@ -143,7 +143,7 @@ def _check_phase2(args):
   the job is built for. A readable model without the named signature, input
   or output is one.
   """
-  from models import signatures as sigs
+  from models.runtime import signatures as sigs
   if not args.phase2_model_dir:
     return 'no --phase2_model_dir given'
   try:
@@ -177,14 +177,14 @@ def validate(args):
 
 
 def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
-  """Composes the job on `pipeline`; returns the two_phase.Cascaded outputs
+  """Composes the job on `pipeline`; returns the cascade.Cascaded outputs
   of each part of the input (see keyed_input.keyed_valid_chunks).
 
   The hot path moves chunks of records: read -> key and validate -> phase 1
   -> route -> phase 2 -> write, as batch_predict does.
   """
-  from models import signatures as sigs
-  from models.signatures import TensorSpec
+  from models.runtime import signatures as sigs
+  from models.runtime.signatures import TensorSpec
   text_spec = {args.phase2_input: TensorSpec('string', (-1,))}
   feature_map = {args.phase2_input: args.text_field}
   threads = keyed_input.inference_threads(
@@ -201,7 +201,7 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
         batch_size=args.phase2_batch_size)
 
   def phase2(label):
-    return f'Phase 2{label}' >> two_phase.Phase2(
+    return f'Phase 2{label}' >> cascade.Phase2(
         phase2_handler, args.phase2_output, phase2_unavailable, threads)
 
   if args.replay_pending:
@@ -217,7 +217,7 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
     phase1 = TFLiteTextModelHandler(args.phase1_model, args.text_field,
                                     batch_size=args.phase1_batch_size)
     cascades = [
-        chunks | f'Two phases{label}' >> two_phase.TwoPhaseCascadeChunks(
+        chunks | f'Two phases{label}' >> cascade.TwoPhaseCascadeChunks(
             phase1, rule, phase2(label), threads)
         for label, chunks in parts.items()]
   dead += [c.dead_letter for c in cascades]
@@ -239,7 +239,7 @@ def _pending_chunks(pipeline, args, patterns, text_spec, feature_map):
   """--replay_pending: pending records -> ({'': chunks of (key, record)
   carrying their phase-1 result}, dead letters)."""
   read = pipeline | 'Read' >> sources.ReadRecords(patterns, 'jsonl')
-  keyed = read.main | 'From pending' >> two_phase.FromPending()
+  keyed = read.main | 'From pending' >> cascade.FromPending()
   dead = [read.dead_letter, keyed.dead_letter]
   unique = keyed.main
   if not args.allow_duplicate_keys:
@@ -273,12 +273,12 @@ def run(argv=None):
   elapsed = time.time() - started
 
   counts = summary.counters(result)
-  cascade = counts.get(two_phase.NAMESPACE, {})
+  phases = counts.get(cascade.NAMESPACE, {})
   inputs = counts.get('read', {}).get(sources.RECORDS, 0)
-  by_phase1 = cascade.get('decided_by_phase1', 0)
-  by_phase2 = cascade.get('decided_by_phase2', 0)
-  forwarded = cascade.get('forwarded', 0)
-  pending = cascade.get('pending', 0)
+  by_phase1 = phases.get('decided_by_phase1', 0)
+  by_phase2 = phases.get('decided_by_phase2', 0)
+  forwarded = phases.get('forwarded', 0)
+  pending = phases.get('pending', 0)
   by_reason = summary.dead_letters_by_reason(counts)
   dead_total = sum(by_reason.values())
   scored = by_phase1 + forwarded

@@ -19,7 +19,7 @@ def main(argv=None):
   # Heavy imports after flag parsing, so --help and flag errors are instant.
   import uvicorn
 
-  from models import predictor as predictor_lib
+  from models.runtime import predictor as predictor_lib
   from serving.app import create_app
   try:
     predictor = predictor_lib.load(config.model_dir)

@@ -25,8 +25,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models import predictor as predictor_lib
-from models import signatures as sigs
+from models.runtime import predictor as predictor_lib
+from models.runtime import signatures as sigs
 from serving import errors
 from serving import request as req
 from serving.batcher import BatcherClosed

@@ -12,8 +12,7 @@ import argparse
 import dataclasses
 import os
 
-from models import signatures as sigs
-
+from models.runtime import signatures as sigs
 DEFAULT_PORT = 8080
 # Vertex AI's online prediction request limit; a sane default for any client.
 DEFAULT_MAX_BODY_BYTES = 1_572_864

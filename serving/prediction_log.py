@@ -3,7 +3,7 @@
 A request only puts one tuple on a bounded queue (never waiting: when the
 queue is full the entry is dropped and counted, because serving matters more
 than logging). A background thread samples by key, builds the rows with
-`models.prediction_log_row` (the same builder as the Beam-side writer) and
+`common.prediction_log_row` (the same builder as the Beam-side writer) and
 appends them as JSON lines.
 
 Files are safe to pick up: rows go to `predictions-...jsonl.inprogress`,
@@ -20,8 +20,7 @@ import queue
 import threading
 import time
 
-from models import prediction_log_row
-
+from common import prediction_log_row
 LOG = logging.getLogger('serving')
 IN_PROGRESS = '.inprogress'
 _STOP = object()

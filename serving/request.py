@@ -12,7 +12,7 @@ instance index.
 import dataclasses
 import json
 
-from models import signatures as sigs
+from models.runtime import signatures as sigs
 from serving.errors import ApiError
 from serving.errors import bad_request
 

@@ -8,7 +8,7 @@ import datetime
 import json
 import random
 
-from models.prediction_log_row import log_row
+from common.prediction_log_row import log_row
 
 POS, NEG = 'positive', 'negative'
 AS_OF = datetime.datetime(2026, 1, 10, 12, tzinfo=datetime.timezone.utc)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from models import predictor
+from models.runtime import predictor
 from pipelines import batch_predict
 from pipelines import launch
 from tests import batch_io
@@ -251,7 +251,7 @@ def test_command_line_entry_point_exits_2_without_traceback(tmp_path):
 
 def test_prediction_log_samples_the_same_keys_on_every_run(
     tmp_path, tiny_model_dir):
-  from models.prediction_log_row import sampled
+  from common.prediction_log_row import sampled
   pattern = batch_io.write_shards(tmp_path / 'in', ROWS, 'jsonl', 3)
   logs = []
   for run in ('a', 'b'):
@@ -290,7 +290,7 @@ def test_default_inference_threads_follow_the_cores_this_process_may_use():
   # Pinned to one core (a container's cpuset, taskset), a worker sees one
   # core, not the host's count: one model call in flight beside it.
   code = ('import os, argparse; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
-          'from pipelines import keyed_input, launch; '
+          'from pipelines import launch; from transforms.keyed import keyed_input; '
           'args = argparse.Namespace(inference_threads=None); '
           'print(launch.usable_cores(), keyed_input.inference_threads(args, True), '
           'keyed_input.inference_threads(args, False))')

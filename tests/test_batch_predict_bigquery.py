@@ -6,12 +6,12 @@ import json
 import pytest
 from google.cloud import bigquery
 
-from models import predictor
-from models import signatures
+from models.runtime import predictor
+from models.runtime import signatures
 from pipelines import batch_predict
 from pipelines import launch
-from tests.harness.bigquery import bigquery_emulator  # noqa: F401
-from tests.harness.gcs import gcs_emulator  # noqa: F401
+from harness.bigquery import bigquery_emulator  # noqa: F401
+from harness.gcs import gcs_emulator  # noqa: F401
 
 TEXTS = ['great film', 'awful acting', 'loved it', 'a dull mess', 'boring']
 ROWS = [{'key': f'k{i:03d}', 'text': f'{TEXTS[i % len(TEXTS)]} {i}',

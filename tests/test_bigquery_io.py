@@ -5,11 +5,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from tests.harness.bigquery import bigquery_emulator  # noqa: F401
-from tests.harness.gcs import gcs_emulator  # noqa: F401
-from transforms import bigquery_io
-from transforms import bigquery_schemas
-
+from harness.bigquery import bigquery_emulator  # noqa: F401
+from harness.gcs import gcs_emulator  # noqa: F401
+from transforms.io import bigquery as bigquery_io
+from transforms.io import bigquery_schemas
 F = bigquery_schemas.field
 SCHEMA = {'fields': [
     F('key', 'STRING', 'REQUIRED'), F('score', 'FLOAT'),
@@ -129,7 +128,7 @@ def test_parse_table_rejects(spec):
 
 
 def test_predictions_schema_follows_the_signature(tiny_model_dir):
-  from models import signatures
+  from models.runtime import signatures
   outputs = signatures.get_signature(tiny_model_dir).outputs
   schema = bigquery_schemas.predictions_schema(outputs, ['source'])
   names = [f['name'] for f in schema['fields']]

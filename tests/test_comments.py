@@ -8,9 +8,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from transforms.comments import BadTimestamp
-from transforms.comments import ReadComments
-from transforms.comments import parse_timestamp
+from transforms.moderation.comments import BadTimestamp
+from transforms.moderation.comments import ReadComments
+from transforms.moderation.comments import parse_timestamp
 from transforms.dead_letter import DEAD_LETTER
 
 

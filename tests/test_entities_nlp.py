@@ -10,13 +10,13 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from pipelines import moderate
-from tests.harness.language import BOOK_SENTENCE
-from tests.harness.language import language_server  # noqa: F401  pylint: disable=unused-import
-from tests.moderation_fixtures import comment
-from tests.moderation_fixtures import keyed
+from harness.language import BOOK_SENTENCE
+from harness.language import language_server  # noqa: F401  pylint: disable=unused-import
+from harness.moderation_fixtures import comment
+from harness.moderation_fixtures import keyed
 from transforms.dead_letter import DEAD_LETTER
-from transforms.entities import CloudNlEntityFn
-from transforms.entities import ExtractEntities
+from transforms.moderation.entities import CloudNlEntityFn
+from transforms.moderation.entities import ExtractEntities
 
 OBAMA = 'https://en.wikipedia.org/wiki/Barack_Obama'
 JIM = 'Barack Obama and my cousin Jim talked about the weather.'

@@ -9,10 +9,9 @@ from google.cloud import bigquery
 
 from pipelines import evaluate
 from tests import evaluation_data as data
-from tests.harness.bigquery import bigquery_emulator  # noqa: F401
-from tests.harness.gcs import gcs_emulator  # noqa: F401
-from transforms import bigquery_schemas
-
+from harness.bigquery import bigquery_emulator  # noqa: F401
+from harness.gcs import gcs_emulator  # noqa: F401
+from transforms.io import bigquery_schemas
 LABELS_SCHEMA = [bigquery.SchemaField('key', 'STRING'),
                  bigquery.SchemaField('groundtruth', 'STRING'),
                  bigquery.SchemaField('labeled_at', 'TIMESTAMP')]
@@ -40,7 +39,7 @@ def test_tables_in_metrics_table_out_match_the_files_run(
   predictions, labels = data.binary_world(n_keys=120)
   log_schema = [bigquery.SchemaField.from_api_repr(f)
                 for f in bigquery_schemas.PREDICTION_LOG_SCHEMA['fields']]
-  # Log rows (models.prediction_log_row) already hold JSON text, as the
+  # Log rows (common.prediction_log_row) already hold JSON text, as the
   # book's table does.
   _load(bq, 'prediction_log', predictions, log_schema)
   _load(bq, 'ground_truth', labels, LABELS_SCHEMA)

@@ -9,9 +9,9 @@ from apache_beam.testing.util import assert_that
 from sklearn import metrics as sk
 
 from tests import evaluation_data as data
-from transforms.evaluation import Evaluate
-from transforms.evaluation_alerts import parse_rule
-from transforms.evaluation_config import EvaluationConfig
+from transforms.evaluation.evaluate import Evaluate
+from transforms.evaluation.alerts import parse_rule
+from transforms.evaluation.config import EvaluationConfig
 
 POS, NEG = data.POS, data.NEG
 

@@ -4,8 +4,8 @@ import random
 import pytest
 from sklearn import metrics as sk
 
-from transforms.evaluation_join import score_terms
-from transforms.evaluation_metrics import SliceMetrics
+from transforms.evaluation.join import score_terms
+from transforms.evaluation.metrics import SliceMetrics
 
 POS, NEG = 'positive', 'negative'
 

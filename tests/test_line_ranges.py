@@ -10,10 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from transforms import line_ranges
-from transforms import sources
-
-
+from transforms.io import line_ranges
+from transforms.io import sources
 def _reference_lines(data):
   """Lines as ReadFromText splits them ('\\n' or '\\r\\n', no line after a
   final newline)."""

@@ -9,9 +9,8 @@ import sys
 import pytest
 
 from models import add_keyed_signature
-from models import predictor
-from models import signatures as sigs
-
+from models.runtime import predictor
+from models.runtime import signatures as sigs
 GOOD = 'The film is fast moving and has several great action scenes.'
 BORING = 'The film was very boring. I walked out half-way.'
 # The book's third review, used by its serving examples.

@@ -7,9 +7,9 @@ import time
 from google.cloud import pubsub_v1
 
 from pipelines import moderate
-from tests.harness.bigquery import bigquery_emulator  # noqa: F401
-from tests.harness.gcs import gcs_emulator  # noqa: F401
-from tests.harness.pubsub import pubsub_emulator  # noqa: F401
+from harness.bigquery import bigquery_emulator  # noqa: F401
+from harness.gcs import gcs_emulator  # noqa: F401
+from harness.pubsub import pubsub_emulator  # noqa: F401
 
 PROJECT = 'moderation-bq-test'
 WAIT_S = 180

@@ -7,12 +7,12 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipelines import launch
 from pipelines import moderate
-from tests.harness.comments_demo import MALFORMED
-from tests.harness.comments_demo import make_comments
-from transforms.comments import parse_timestamp
-from transforms.entities import LocalEntityFn
-from transforms.entities import keep
-from transforms.moderation import replay
+from harness.comments_demo import MALFORMED
+from harness.comments_demo import make_comments
+from transforms.moderation.comments import parse_timestamp
+from transforms.moderation.entities import LocalEntityFn
+from transforms.moderation.entities import keep
+from transforms.moderation.rule import replay
 
 
 def _read(pattern):

@@ -11,7 +11,7 @@ import time
 from google.cloud import pubsub_v1
 
 from pipelines import moderate
-from tests.harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
+from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
 
 PROJECT = 'moderation-test'
 WAIT_S = 180

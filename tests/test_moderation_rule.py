@@ -15,14 +15,14 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from pipelines import summary
-from tests.moderation_fixtures import HOUR
-from tests.moderation_fixtures import T0
-from tests.moderation_fixtures import brief
-from tests.moderation_fixtures import comment
-from tests.moderation_fixtures import keyed
+from harness.moderation_fixtures import HOUR
+from harness.moderation_fixtures import T0
+from harness.moderation_fixtures import brief
+from harness.moderation_fixtures import comment
+from harness.moderation_fixtures import keyed
 from transforms.dead_letter import DEAD_LETTER
-from transforms.moderation import ModerateComments
-from transforms.moderation import replay
+from transforms.moderation.rule import ModerateComments
+from transforms.moderation.rule import replay
 
 DAY = 24 * HOUR
 

@@ -1,19 +1,19 @@
 """Per-key state of the moderation DoFn stays bounded on an unbounded stream.
 
 A runner's state is not observable from a pipeline, so this drives the real
-DoFn the way a runner does (tests.harness.keyed_state) and looks at what each
+DoFn the way a runner does (harness.keyed_state) and looks at what each
 key keeps.
 """
 import random
 
 from apache_beam.utils.timestamp import Timestamp
 
-from tests.harness.keyed_state import KeyedDriver
-from tests.moderation_fixtures import HOUR
-from tests.moderation_fixtures import T0
-from tests.moderation_fixtures import comment
-from transforms.moderation import ModerateComments
-from transforms.moderation import replay
+from harness.keyed_state import KeyedDriver
+from harness.moderation_fixtures import HOUR
+from harness.moderation_fixtures import T0
+from harness.moderation_fixtures import comment
+from transforms.moderation.rule import ModerateComments
+from transforms.moderation.rule import replay
 
 DAY = 24 * HOUR
 

@@ -8,10 +8,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from models.prediction_log_row import log_row
-from models.prediction_log_row import sampled
-from transforms.prediction_log import PredictionLogRows
-from transforms.prediction_log import WritePredictionLog
+from common.prediction_log_row import log_row
+from common.prediction_log_row import sampled
+from transforms.inference.prediction_log import PredictionLogRows
+from transforms.inference.prediction_log import WritePredictionLog
 
 TIME = '2026-01-05T10:00:00+00:00'
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from models.prediction_log_row import format_time
-from models.prediction_log_row import log_row
-from models.prediction_log_row import sampled
+from common.prediction_log_row import format_time
+from common.prediction_log_row import log_row
+from common.prediction_log_row import sampled
 
 UTC = datetime.timezone.utc
 

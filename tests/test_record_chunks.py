@@ -10,15 +10,15 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window
 
-from models import predictor
-from models.signatures import TensorSpec
-from transforms import features
-from transforms import keys
+from models.runtime import predictor
+from models.runtime.signatures import TensorSpec
+from transforms.keyed import features
+from transforms.keyed import keys
 from transforms.dead_letter import DEAD_LETTER
-from transforms.chunk_inference import RunChunkInference
-from transforms.inference import SignatureModelHandler
-from transforms.keyed_chunks import DUPLICATED
-from transforms.keyed_chunks import KeyAndValidateChunks
+from transforms.inference.chunked import RunChunkInference
+from transforms.inference.signature_handler import SignatureModelHandler
+from transforms.keyed.keyed_chunks import DUPLICATED
+from transforms.keyed.keyed_chunks import KeyAndValidateChunks
 from transforms.record_chunks import ChunkRecords
 from transforms.record_chunks import Rechunk
 from transforms.record_chunks import Unchunk
@@ -188,7 +188,7 @@ def test_chunk_inference_keeps_keys_with_their_predictions(
 def test_a_pending_chunk_copied_out_of_its_process_is_refused():
   import concurrent.futures
   import pickle
-  from transforms import chunk_inference
+  from transforms.inference import chunked as chunk_inference
   future = concurrent.futures.Future()
   future.set_result(([('k', 'result')], 0.01))
   await_fn = chunk_inference._AwaitChunks(depth=0)  # pylint: disable=protected-access

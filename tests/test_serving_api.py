@@ -14,11 +14,11 @@ import time
 import httpx
 import pytest
 
-from models import predictor as predictor_lib
+from models.runtime import predictor as predictor_lib
 from serving import config as serving_config
 from serving.app import create_app
-from tests.harness.serving import failing_model_dir  # noqa: F401
-from tests.harness.serving import running_server
+from harness.serving import failing_model_dir  # noqa: F401
+from harness.serving import running_server
 
 # The book's three reviews (05_resilience/serving_function.ipynb).
 NEUTRAL = 'The film is based on a prize-winning novel.'

@@ -14,7 +14,7 @@ import pytest
 
 from serving import config as serving_config
 from serving.app import create_app
-from tests.harness.serving import running_server
+from harness.serving import running_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_MODEL = os.path.join(REPO, 'data', 'models', 'sentiment', '1')

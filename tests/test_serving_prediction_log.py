@@ -7,13 +7,13 @@ import time
 
 import httpx
 
-from models.prediction_log_row import sampled
+from common.prediction_log_row import sampled
 from serving import config as serving_config
 from serving.app import create_app
 from serving.prediction_log import IN_PROGRESS
 from serving.prediction_log import PredictionLogWriter
 from serving.prediction_log import sampling_id
-from tests.harness.serving import running_server
+from harness.serving import running_server
 
 WHEN = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
 

@@ -1,8 +1,8 @@
 """Request checks that need no model: shapes per instance and client keys."""
 import pytest
 
-from models.signatures import Signature
-from models.signatures import TensorSpec
+from models.runtime.signatures import Signature
+from models.runtime.signatures import TensorSpec
 from serving.errors import ApiError
 from serving.request import check_shapes
 from serving.request import split_keys

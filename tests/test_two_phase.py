@@ -8,17 +8,17 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 import apache_beam as beam
-from models import lite_predictor
-from models import predictor
+from models.runtime import lite_predictor
+from models.runtime import predictor
 from pipelines import launch
 from pipelines import two_phase
 from tests import batch_io
 from tests.tiny_models import POISON
 from tests.tiny_two_phase import tiny_phase1  # noqa: F401
-from transforms import forwarding
-from transforms import two_phase as cascade
-from transforms.inference import SignatureModelHandler
-from transforms.tflite_inference import TFLiteTextModelHandler
+from transforms.two_phase import forwarding
+from transforms.two_phase import cascade
+from transforms.inference.signature_handler import SignatureModelHandler
+from transforms.inference.tflite_handler import TFLiteTextModelHandler
 
 WORDS = ['great', 'film', 'awful', 'acting', 'loved', 'boring', 'it',
          'wonderful', 'mess', 'story']

@@ -6,11 +6,11 @@ import threading
 import numpy as np
 import pytest
 
-from models import lite_predictor
-from models import tflite_export
-from models.tokenizer import Tokenizer
+from models.runtime import lite_predictor
+from models.export import tflite as tflite_export
+from models.runtime.tokenizer import Tokenizer
 from models.train_two_phase import choose_band
-from transforms import forwarding
+from transforms.two_phase import forwarding
 from tests.tiny_two_phase import tiny_phase1  # noqa: F401
 
 WORDS = ['film', 'Movie', 'GREAT', 'awful', "don't", 'it\'s', 'e-mail',
@@ -187,7 +187,7 @@ def test_band_is_the_narrowest_that_keeps_phase2_accuracy():
 
 def test_report_measures_each_rule_and_checks_the_targets(
     tiny_phase1, tiny_model_dir):
-  from models import predictor
+  from models.runtime import predictor
   from models import two_phase_report
   texts = [f'great film {i}' if i % 3 else f'awful boring {i}'
            for i in range(300)]

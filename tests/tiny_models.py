@@ -7,7 +7,7 @@
 - `export_plain_model(export_dir)`: a float model with only a default
   signature, as a model exported elsewhere would be.
 """
-from models.serving_signatures import export_text_classifier
+from models.export.saved_model import export_text_classifier
 
 POSITIVE = [
     'great film', 'wonderful acting', 'loved it', 'brilliant story',

@@ -24,9 +24,9 @@ def build_tiny_phase1(directory):
   import keras
   import numpy as np
   import tensorflow as tf
-  from models.lite_predictor import tokenizer_path
-  from models.tflite_export import convert
-  from models.tokenizer import Tokenizer
+  from models.runtime.lite_predictor import tokenizer_path
+  from models.export.tflite import convert
+  from models.runtime.tokenizer import Tokenizer
   keras.utils.set_random_seed(11)
   texts = POSITIVE + NEGATIVE
   labels = np.array([1.0] * len(POSITIVE) + [0.0] * len(NEGATIVE))

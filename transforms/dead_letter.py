@@ -14,7 +14,7 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.json_safe import json_safe
+from common.json_safe import json_safe
 
 DEAD_LETTER = 'dead_letter'
 METRICS_NAMESPACE = 'dead_letter'

@@ -1,0 +1,82 @@
+"""Google's Pub/Sub emulator as a session-scoped pytest fixture.
+
+The emulator ships with the Google Cloud CLI (a Java jar under the SDK root);
+it is started on a free local port, awaited until it answers, exposed through
+PUBSUB_EMULATOR_HOST (which google-cloud-pubsub and Beam's Pub/Sub IO on the
+DirectRunner honour) and always stopped by its own pid.
+
+  from harness.pubsub import pubsub_emulator  # noqa: F401
+"""
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import standins
+
+START_TIMEOUT_S = 60
+
+
+def emulator_jar():
+  """The emulator jar under the gcloud SDK root, or None."""
+  gcloud = shutil.which('gcloud')
+  if not gcloud:
+    return None
+  root = subprocess.run(
+      [gcloud, 'info', '--format=value(installation.sdk_root)'],
+      capture_output=True, text=True, timeout=60, check=False).stdout.strip()
+  jars = sorted(glob.glob(os.path.join(
+      root, 'platform', 'pubsub-emulator', 'lib',
+      'cloud-pubsub-emulator-*-all.jar')))
+  return jars[-1] if jars else None
+
+
+@contextlib.contextmanager
+def running_emulator(jar, java, log_dir):
+  """Starts the emulator, sets PUBSUB_EMULATOR_HOST, yields 'host:port';
+  always stops it by its pid and restores the environment."""
+  host = f'127.0.0.1:{standins.free_port()}'
+  log = open(log_dir / 'emulator.log', 'wb')
+  proc = subprocess.Popen(
+      [java, '-jar', jar, '--host=127.0.0.1', f'--port={host.split(":")[1]}'],
+      stdout=log, stderr=subprocess.STDOUT)
+  previous = os.environ.get('PUBSUB_EMULATOR_HOST')
+  try:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not standins.answers(f'http://{host}/'):
+      if proc.poll() is not None or time.monotonic() > deadline:
+        raise RuntimeError(f'Pub/Sub emulator did not start; see {log.name}')
+      time.sleep(0.2)
+    os.environ['PUBSUB_EMULATOR_HOST'] = host
+    yield host
+  finally:
+    if previous is None:
+      os.environ.pop('PUBSUB_EMULATOR_HOST', None)
+    else:
+      os.environ['PUBSUB_EMULATOR_HOST'] = previous
+    proc.terminate()
+    try:
+      proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope='session')
+def pubsub_emulator(tmp_path_factory):
+  """Yields 'host:port' of a running emulator; PUBSUB_EMULATOR_HOST is set.
+
+  One emulator per test session, however many modules import the fixture.
+  """
+  jar = emulator_jar()
+  java = shutil.which('java')
+  if not jar or not java:
+    pytest.skip('Pub/Sub emulator (gcloud SDK jar + java) not installed')
+  with standins.shared('pubsub', lambda: running_emulator(
+      jar, java, tmp_path_factory.mktemp('pubsub'))) as host:
+    yield host

@@ -1,0 +1,230 @@
+"""Local streaming runs read up to 1,000 Pub/Sub messages per bundle, not 10,
+and wait at most a second on an empty subscription, not 30.
+
+Beam's Python DirectRunner (2.77) reads Pub/Sub with one synchronous pull of
+at most 10 messages per bundle (`_PubSubReadEvaluator._read_from_pubsub`),
+and each of those bundles then passes through every transform of the
+pipeline. That caps a local streaming pipeline at the runner's per-bundle
+rate, whatever the pipeline does (benchmarks/optimisations.md: the local
+moderation pipeline sustains 900 comments/s with the reads below, 600
+without the follow-up pulls). A pull returns what the
+subscription holds, so a wider pull changes nothing for a trickle of
+messages, only how a backlog is cut into bundles. A pull may answer with
+fewer messages than are waiting (the emulator with at most 100), so while
+a backlog lasts follow-up pulls fill the bundle, for at most FILL_S: a
+backlog of 10k comments then takes 10 bundles instead of 100, and every
+step pays its per-bundle cost (a fresh DoFn copy, set-up, signature
+inspection, empty bundles on side outputs) a tenth as often.
+
+The same evaluator pulls with a 30 s deadline, and the source watermark
+(the wall clock at each read) stands still while a pull waits: once a burst
+of messages is drained, the last decisions waited up to 30 s for it (200
+comments: first decision after 31 s). Pulls here wait at most
+IDLE_WAIT_S, an empty answer (or the deadline passing) reads as no
+messages, and the watermark moves on every second.
+
+This swaps in Beam's own evaluator with the wider pull. It relies on
+DirectRunner internals, so it checks for them and leaves Beam's reader in
+place, with a warning, when they are not there; other runners read Pub/Sub
+their own way and are never touched.
+
+Writes: Beam's WriteToPubSub (2.77) publishes from a DoFn that builds a
+PublisherClient (a gRPC channel) in setup(), which the DirectRunner calls
+for every bundle, and that waits for the publish futures every 100 messages
+(each wait also sits out the client's batching delay). `publish_per_bundle`
+replaces it, in a local pipeline only, with one client per process and one
+Publish request per PUBLISH_MESSAGES messages, awaited before the bundle
+ends (at-least-once, as Beam's). Other runners keep their own sink (on
+Dataflow, the service's).
+"""
+import datetime
+import logging
+import os
+import time
+
+import apache_beam as beam
+from apache_beam.pipeline import PTransformOverride
+
+from common.process_cache import load_once
+
+PULL_MESSAGES = 1000
+IDLE_WAIT_S = 1.0
+FILL_S = 0.2
+# Pub/Sub's limits on one Publish request: 1,000 messages, 10 MB (payloads
+# up to 9 MB: headroom for the request's own fields).
+PUBLISH_MESSAGES = 1000
+PUBLISH_BYTES = 9_000_000
+
+_LOG = logging.getLogger(__name__)
+_installed = False
+
+
+class _Message(object):
+  """The fields of a received message Beam's reader uses, read once from the
+  protobuf: the client's proto-plus wrappers re-wrap a message on every
+  attribute read (~60 us of the reader's time per message)."""
+  __slots__ = ('data', 'attributes', 'message_id', 'publish_time',
+               'ordering_key')
+
+  def __init__(self, pb):
+    self.data = pb.data
+    self.attributes = pb.attributes
+    self.message_id = pb.message_id
+    self.publish_time = (
+        pb.publish_time.ToDatetime(tzinfo=datetime.timezone.utc)
+        if pb.HasField('publish_time') else None)
+    self.ordering_key = pb.ordering_key
+
+
+class _Received(object):
+  __slots__ = ('ack_id', 'message')
+
+  def __init__(self, pb):
+    self.ack_id = pb.ack_id
+    self.message = _Message(pb.message)
+
+
+class _Pulled(object):
+  """What Beam's reader reads of a PullResponse: received_messages."""
+  __slots__ = ('received_messages',)
+
+  def __init__(self, received_messages):
+    self.received_messages = received_messages
+
+
+class _WidePulls(object):
+  """A subscriber client whose pulls ask for PULL_MESSAGES messages, wait
+  at most IDLE_WAIT_S for the first and FILL_S for the rest."""
+
+  def __init__(self, client):
+    self._client = client
+
+  def pull(self, subscription, max_messages, timeout):
+    del max_messages, timeout  # the DirectRunner's 10 messages and 30 s
+    received = self._pull(subscription, PULL_MESSAGES, IDLE_WAIT_S)
+    started = time.monotonic()
+    while (received and len(received) < PULL_MESSAGES and
+           time.monotonic() - started < FILL_S):
+      more = self._pull(subscription, PULL_MESSAGES - len(received), FILL_S)
+      if not more:
+        break
+      received.extend(more)
+    return _Pulled(received)
+
+  def _pull(self, subscription, count, wait_s):
+    from google.api_core import exceptions
+    try:
+      response = self._client.pull(subscription=subscription,
+                                   max_messages=count, timeout=wait_s)
+    except (exceptions.DeadlineExceeded, exceptions.RetryError):
+      return []  # nothing within wait_s: read again later
+    # pylint: disable-next=protected-access
+    return [_Received(pb) for pb in response._pb.received_messages]
+
+  def __getattr__(self, name):
+    return getattr(self._client, name)
+
+
+def widen_pulls():
+  """Installs the wider pull for DirectRunner pipelines of this process."""
+  global _installed
+  if _installed:
+    return
+  try:
+    from apache_beam.runners.direct import transform_evaluator
+    from apache_beam.runners.direct.direct_runner import _DirectReadFromPubSub
+    base = transform_evaluator._PubSubReadEvaluator
+    registry = transform_evaluator.TransformEvaluatorRegistry
+    overrides = registry._test_evaluators_overrides
+    base._get_subscriber_client  # pylint: disable=pointless-statement
+  except (ImportError, AttributeError) as e:
+    _LOG.warning('Keeping the DirectRunner\'s 10-message Pub/Sub pulls: its '
+                 'internals changed (%s).', e)
+    return
+
+  class _WidePullEvaluator(base):
+    """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time."""
+
+    @classmethod
+    def _get_subscriber_client(cls, transform):
+      return _WidePulls(super()._get_subscriber_client(transform))
+
+  overrides.setdefault(_DirectReadFromPubSub, _WidePullEvaluator)
+  _installed = True
+
+
+class _PublishFn(beam.DoFn):
+  """Publishes a bundle's payloads (bytes) to `topic`, PUBLISH_MESSAGES (at
+  most PUBLISH_BYTES) per Publish request, with the client's default retry
+  policy; a request that still fails fails the bundle, as Beam's sink does."""
+
+  def __init__(self, topic):
+    self._topic = topic
+    self._client = None
+    self._pending = []
+    self._pending_bytes = 0
+
+  def setup(self):
+    from google.cloud import pubsub_v1
+    # The client reads the emulator's address (PUBSUB_EMULATOR_HOST) when
+    # it is made: one client per process and address.
+    self._client = load_once(
+        ('pubsub-publisher', os.environ.get('PUBSUB_EMULATOR_HOST')),
+        pubsub_v1.PublisherClient)
+
+  def start_bundle(self):
+    self._pending, self._pending_bytes = [], 0
+
+  def process(self, data):
+    if (len(self._pending) == PUBLISH_MESSAGES or
+        self._pending_bytes + len(data) > PUBLISH_BYTES):
+      self._publish()
+    self._pending.append(data)
+    self._pending_bytes += len(data)
+
+  def finish_bundle(self):
+    self._publish()
+
+  def _publish(self):
+    if not self._pending:
+      return
+    from google.pubsub_v1 import PubsubMessage
+    from google.pubsub_v1.services.publisher.client import PublisherClient
+    message = PubsubMessage.pb()  # the protobuf class: no wrapper per message
+    # The generated (GAPIC) Publish call of the same client: one request for
+    # all of them, where the client's publish() batches one message at a time.
+    PublisherClient.publish(self._client, topic=self._topic,
+                            messages=[message(data=d) for d in self._pending])
+    self._pending, self._pending_bytes = [], 0
+
+
+class _PublishPerBundle(beam.PTransform):
+  """bytes -> the Pub/Sub topic, through _PublishFn."""
+
+  def __init__(self, topic):
+    super().__init__()
+    self._topic = topic
+
+  def expand(self, payloads):
+    return payloads | beam.ParDo(_PublishFn(self._topic))
+
+
+class _WriteOverride(PTransformOverride):
+  """WriteToPubSub of plain payloads -> _PublishPerBundle. Writes with
+  attributes, ordering keys, id or timestamp attributes keep Beam's sink."""
+
+  def matches(self, applied_ptransform):
+    t = applied_ptransform.transform
+    return (isinstance(t, beam.io.WriteToPubSub) and not t.with_attributes
+            and not t.publish_with_ordering_key and not t.id_label
+            and not t.timestamp_attribute)
+
+  def get_replacement_transform_for_applied_ptransform(self,
+                                                       applied_ptransform):
+    return _PublishPerBundle(applied_ptransform.transform.full_topic)
+
+
+def publish_per_bundle(pipeline):
+  """Replaces `pipeline`'s plain WriteToPubSub sinks with _PublishPerBundle;
+  call it on local runs only, after the graph is built."""
+  pipeline.replace_all([_WriteOverride()])

@@ -1,0 +1,55 @@
+"""What an evaluation run slices by and how it reads predictions and labels.
+
+One frozen value object, built once from the command line by the pipeline
+and handed to every evaluation transform, so the transforms never parse
+command lines and tests can build one directly.
+"""
+import dataclasses
+import datetime
+import re
+
+TIME_SLICES = ('day', 'week', 'month', 'all')
+_WINDOW = re.compile(r'^(\d+)([hdw])$')
+_UNIT_SECONDS = {'h': 3600, 'd': 86400, 'w': 7 * 86400}
+
+
+def parse_window(text):
+  """'7d' -> seconds; units h (hours), d (days), w (weeks). None if bad."""
+  match = _WINDOW.match(text.strip())
+  if not match or int(match.group(1)) == 0:
+    return None
+  return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def to_utc(dt):
+  """Naive datetimes are taken as UTC (the project writes UTC everywhere)."""
+  if dt.tzinfo is None:
+    return dt.replace(tzinfo=datetime.timezone.utc)
+  return dt.astimezone(datetime.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+  """Everything the evaluation transforms need; defaults fit the demo."""
+  as_of: datetime.datetime            # UTC; trailing windows end here
+  prediction_field: str | None = None  # None: the prediction's only field
+  label_field: str = 'groundtruth'
+  threshold: float = 0.5
+  positive_label: str = 'positive'
+  negative_label: str = 'negative'
+  time_slices: tuple = TIME_SLICES
+  windows: tuple = ('7d', '30d')       # names; seconds via parse_window
+  key_segments: tuple = ()             # names of the key's parts, in order
+  key_separator: str = '-'
+  segment_by: tuple = ()               # the key parts metrics are sliced by
+  alert_rules: tuple = ()              # transforms.evaluation.alerts.Rule
+  alert_min_labelled: int = 1
+
+  @property
+  def as_of_epoch(self):
+    return self.as_of.timestamp()
+
+  def window_bounds(self):
+    """[(name, start_epoch, end_epoch)]: a window holds start < t <= end."""
+    end = self.as_of_epoch
+    return [(w, end - parse_window(w), end) for w in self.windows]

@@ -1,0 +1,237 @@
+"""Parses prediction-log rows and ground-truth rows for evaluation.
+
+Every row either becomes one compact tuple keyed by the client key, or one
+dead letter with a reason, so inputs = parsed + dead letters. Parsing happens
+once, here, at the edge: times become epoch seconds plus a UTC day, key
+segments are split out, binary scores are turned into labels. Everything
+downstream works on small tuples (the join shuffles them, the combiners add
+them up), which keeps per-element Python work small.
+
+Prediction rows may be the prediction log's rows (models/prediction_log_row)
+or batch_predict's keyed records ({"key", "model_version", "predictions":
+{output: value}, "predicted_at"}), so a batch run can be evaluated directly.
+"""
+import datetime
+import functools
+import json
+import math
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.dead_letter import reject
+from transforms.evaluation.config import to_utc
+
+METRICS_NAMESPACE = 'evaluation'
+DEFAULT_MODEL = 'unknown'
+
+
+class BadValue(ValueError):
+  """A field is present but cannot be used; the message says why."""
+
+
+def unwrap(value, field):
+  """The single value inside the book's JSON shapes.
+
+  Accepts {"predictions": [x]} (also as a JSON string, as BigQuery stores
+  it), {output: value} dicts (pick `field`, or the only one) and one-element
+  lists (outputs of shape [1]).
+  """
+  if isinstance(value, str) and value.startswith('{'):
+    try:
+      value = json.loads(value)
+    except ValueError:
+      return value
+  if isinstance(value, dict) and isinstance(value.get('predictions'), list):
+    items = value['predictions']
+    if len(items) != 1:
+      raise BadValue(f'expected one prediction, got {len(items)}')
+    value = items[0]
+  if isinstance(value, dict):
+    if field is not None:
+      if field not in value:
+        raise BadValue(f'no field {field!r}; it has {sorted(value)}')
+      value = value[field]
+    elif len(value) == 1:
+      value = next(iter(value.values()))
+    else:
+      raise BadValue(f'several outputs {sorted(value)}: choose one with '
+                     '--prediction_field')
+  if isinstance(value, list) and len(value) == 1:
+    value = value[0]
+  return value
+
+
+@functools.lru_cache(maxsize=4096)
+def periods(day):
+  """'2026-01-05' -> {"day", "week" (ISO), "month"}: computed once per day."""
+  year, week, _ = datetime.date.fromisoformat(day).isocalendar()
+  return {'day': day, 'week': f'{year}-W{week:02d}', 'month': day[:7]}
+
+
+def parse_time(value):
+  """ISO-8601 string -> (epoch seconds, UTC day 'YYYY-MM-DD')."""
+  if not isinstance(value, str):
+    raise BadValue(f'expected an ISO-8601 string, got {type(value).__name__}')
+  try:
+    dt = to_utc(datetime.datetime.fromisoformat(value))
+  except ValueError as e:
+    raise BadValue(str(e)) from e
+  return dt.timestamp(), dt.date().isoformat()
+
+
+def _load(line):
+  """A JSON object from a line, or None."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) else None
+
+
+def _key_of(row):
+  key = row.get('key')
+  if isinstance(key, bool) or not isinstance(key, (str, int)) or key == '':
+    return None
+  return str(key)
+
+
+class _ParseKeyedRows(beam.DoFn):
+  """What reading every evaluation input shares: blank lines skipped, rows
+  counted, decoded and keyed, with the same dead letters; `parse(key, row,
+  line)` of a subclass does the rest. Subclasses set STAGE and the
+  `_read` counter."""
+  STAGE = None
+
+  def process(self, line):
+    if not line.strip():
+      return
+    self._read.inc()
+    row = _load(line)
+    if row is None:
+      yield reject(None, self.STAGE, 'unparseable_row', line)
+      return
+    key = _key_of(row)
+    if key is None:
+      yield reject(None, self.STAGE, 'missing_key', row)
+      return
+    yield from self.parse(key, row, line)
+
+  def parse(self, key, row, line):
+    raise NotImplementedError
+
+
+class ParsePredictions(_ParseKeyedRows):
+  """JSON line -> (key, (model, version, epoch, day, segments, label, score)).
+
+  `label` is the predicted class; `score` the positive-class probability for
+  binary models (label = positive if score >= threshold), else None.
+  `segments` is a tuple of (name, value) from the key for `segment_by`.
+  """
+  STAGE = 'parse_prediction'
+
+  def __init__(self, config):
+    self._c = config
+    parts = config.key_segments
+    self._segment_index = tuple(
+        (name, parts.index(name)) for name in config.segment_by)
+    self._read = Metrics.counter(METRICS_NAMESPACE, 'prediction_rows_read')
+    self._parsed = Metrics.counter(METRICS_NAMESPACE, 'predictions_parsed')
+    self._mismatch = Metrics.counter(METRICS_NAMESPACE,
+                                     'key_segments_mismatch')
+
+  def _segments(self, key):
+    if not self._segment_index:
+      return ()
+    parts = key.split(self._c.key_separator)
+    if len(parts) != len(self._c.key_segments):
+      self._mismatch.inc()
+      return ()
+    return tuple((name, parts[i]) for name, i in self._segment_index)
+
+  def _label_and_score(self, value):
+    c = self._c
+    if isinstance(value, bool):
+      return (c.positive_label if value else c.negative_label), None
+    if isinstance(value, (int, float)):
+      score = float(value)
+      if not 0.0 <= score <= 1.0:  # also rejects NaN
+        raise BadValue(f'probability {value!r} is not in [0, 1]')
+      label = c.positive_label if score >= c.threshold else c.negative_label
+      return label, score
+    if isinstance(value, str) and value:
+      return value, None
+    raise BadValue(f'expected a probability or a class label, got {value!r}')
+
+  def parse(self, key, row, line):
+    if 'raw_prediction' in row:
+      prediction, time = row['raw_prediction'], row.get('time')
+    else:  # batch_predict's keyed records
+      prediction, time = row.get('predictions'), row.get('predicted_at')
+    version = row.get('model_version')
+    for name, value in (('model_version', version), ('time', time),
+                        ('prediction', prediction)):
+      if value is None or value == '':
+        yield reject(key, self.STAGE, 'missing_field', row,
+                     f'{name} is missing')
+        return
+    try:
+      epoch, day = parse_time(time)
+    except BadValue as e:
+      yield reject(key, self.STAGE, 'bad_time', row, e)
+      return
+    try:
+      label, score = self._label_and_score(
+          unwrap(prediction, self._c.prediction_field))
+    except BadValue as e:
+      yield reject(key, self.STAGE, 'bad_prediction', row, e)
+      return
+    self._parsed.inc()
+    yield key, (str(row.get('model') or DEFAULT_MODEL), str(version), epoch,
+                day, self._segments(key), label, score)
+
+
+class ParseLabels(_ParseKeyedRows):
+  """JSON line -> (key, (labeled_at epoch, label, line)).
+
+  The line travels as it is (one string is cheaper to shuffle than a dict)
+  and is decoded again only if the label ends up unmatched.
+
+  A missing labeled_at counts as older than any dated label. Booleans map to
+  the positive/negative labels; other labels are compared as strings.
+  """
+  STAGE = 'parse_label'
+
+  def __init__(self, config):
+    self._c = config
+    self._read = Metrics.counter(METRICS_NAMESPACE, 'label_rows_read')
+    self._parsed = Metrics.counter(METRICS_NAMESPACE, 'labels_parsed')
+
+  def _label(self, value):
+    if isinstance(value, bool):
+      return self._c.positive_label if value else self._c.negative_label
+    if isinstance(value, float) and value.is_integer():
+      return str(int(value))
+    if isinstance(value, (str, int)) and value != '':
+      return str(value)
+    raise BadValue(f'expected a class label, got {value!r}')
+
+  def parse(self, key, row, line):
+    value = row.get(self._c.label_field)
+    if value is None:
+      yield reject(key, self.STAGE, 'missing_field', row,
+                   f'{self._c.label_field} is missing')
+      return
+    labeled_at = row.get('labeled_at')
+    try:
+      epoch = -math.inf if labeled_at is None else parse_time(labeled_at)[0]
+    except BadValue as e:
+      yield reject(key, self.STAGE, 'bad_time', row, e)
+      return
+    try:
+      label = self._label(unwrap(value, self._c.prediction_field))
+    except BadValue as e:
+      yield reject(key, self.STAGE, 'bad_label', row, e)
+      return
+    self._parsed.inc()
+    yield key, (epoch, label, line)

@@ -1,0 +1,305 @@
+"""BigQuery tables in and out, with Beam's own connectors and dead letters.
+
+ReadTable   ReadFromBigQuery of a table (Storage Read API, DIRECT_READ) or of
+            a query, into dict records counted as `read/records`.
+WriteTable  WriteToBigQuery into a day-partitioned table created from a schema
+            in transforms.io.bigquery_schemas. No row fails the job: a row that
+            does not match the schema leaves as a `schema_mismatch` dead letter
+            before it is sent (so a FILE_LOADS load job never fails on it), and
+            a row BigQuery itself rejects (STREAMING_INSERTS: e.g. a table that
+            already exists with another schema) leaves as `bigquery_rejected`
+            with BigQuery's errors, once transient errors were retried.
+
+Write methods (WriteToBigQuery.Method):
+  FILE_LOADS         load jobs from files staged on gs:// (--temp_location);
+                     free, atomic per load; the default in batch.
+  STREAMING_INSERTS  insertAll; rows visible within seconds, per-row errors;
+                     the default in streaming.
+  STORAGE_WRITE_API  Beam runs it as a cross-language (Java) transform; needs
+                     Java and the expansion service jar, e.g. on Dataflow.
+"""
+import datetime
+import json
+import logging
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.io import bigquery_schemas
+from transforms.dead_letter import METRICS_NAMESPACE
+from transforms.dead_letter import RoutedParDo
+from transforms.dead_letter import dead_letter_record
+from transforms.dead_letter import reject
+from common.json_safe import json_safe
+
+FILE_LOADS = 'FILE_LOADS'
+STREAMING_INSERTS = 'STREAMING_INSERTS'
+STORAGE_WRITE_API = 'STORAGE_WRITE_API'
+WRITE_METHODS = (FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API)
+DIRECT_READ = 'DIRECT_READ'
+EXPORT = 'EXPORT'
+READ_METHODS = (DIRECT_READ, EXPORT)
+STAGE = 'bigquery_write'
+SCHEMA_MISMATCH = 'schema_mismatch'
+REJECTED = 'bigquery_rejected'
+WRITE_REASONS = (SCHEMA_MISMATCH, REJECTED)
+DEFAULT_INSERT_RETRIES = 10
+_LOG = logging.getLogger(__name__)
+
+
+def default_write_method(streaming):
+  """Streaming inserts for streaming jobs (rows visible at once, per-row
+  errors); load jobs for batch (free, atomic, no streaming quota)."""
+  return STREAMING_INSERTS if streaming else FILE_LOADS
+
+
+def parse_table(spec):
+  """'project:dataset.table' or 'project.dataset.table' -> the three parts;
+  raises ValueError naming the expected form."""
+  project, sep, rest = spec.partition(':')
+  if not sep:
+    project, _, rest = spec.partition('.')
+  dataset, _, table = rest.partition('.')
+  if not (project and dataset and table) or '.' in table or ':' in rest:
+    raise ValueError(f'{spec!r} is not project:dataset.table')
+  return project, dataset, table
+
+
+class _CountRows(beam.DoFn):
+
+  def __init__(self):
+    self._records = Metrics.counter('read', 'records')
+
+  def process(self, row):
+    self._records.inc()
+    yield row
+
+
+class ReadTable(beam.PTransform):
+  """Reads a BigQuery table (or query) into dict records; returns `Routed`
+  like sources.ReadRecords (nothing fails to decode, so no dead letters).
+
+  Query reads run a query job into a temporary table first: they need a real
+  BigQuery (the local stand-in never creates query destination tables).
+  """
+
+  def __init__(self, table=None, query=None, method=DIRECT_READ):
+    super().__init__()
+    if (table is None) == (query is None):
+      raise ValueError('read exactly one of a table or a query')
+    self._table, self._query, self._method = table, query, method
+
+  def expand(self, pbegin):
+    if self._table:
+      read = beam.io.ReadFromBigQuery(table=self._table, method=self._method)
+    else:
+      read = beam.io.ReadFromBigQuery(
+          query=self._query, use_standard_sql=True, method=self._method)
+    return pbegin | 'ReadFromBigQuery' >> read | RoutedParDo(_CountRows())
+
+
+_TIMESTAMP_TYPES = ('TIMESTAMP', 'DATETIME', 'DATE', 'TIME')
+_INTEGER = ('INTEGER', 'INT64')
+_FLOAT = ('FLOAT', 'FLOAT64', 'NUMERIC', 'BIGNUMERIC')
+_BOOLEAN = ('BOOLEAN', 'BOOL')
+_RECORD = ('RECORD', 'STRUCT')
+
+
+def _value_problem(value, spec, path):
+  """Why `value` cannot be stored in the column `spec`, or None."""
+  kind = spec['type'].upper()
+  if kind in _RECORD:
+    if not isinstance(value, dict):
+      return f'{path}: expected a record, got {type(value).__name__}'
+    return row_problem(value, spec['fields'], f'{path}.')
+  if isinstance(value, bool):
+    ok = kind in _BOOLEAN or kind in ('STRING', 'JSON')
+  elif kind in _INTEGER:
+    ok = isinstance(value, int) or (
+        isinstance(value, str) and value.lstrip('-').isdigit())
+  elif kind in _FLOAT:
+    ok = isinstance(value, (int, float))
+  elif kind in _BOOLEAN:
+    ok = False
+  elif kind in _TIMESTAMP_TYPES:
+    ok = isinstance(value, (str, datetime.date, datetime.time))
+  elif kind == 'JSON':
+    ok = True
+  else:  # STRING, BYTES, GEOGRAPHY
+    ok = isinstance(value, str)
+  return None if ok else (
+      f'{path}: {type(value).__name__} {value!r:.40} is not {kind}')
+
+
+def row_problem(row, fields, prefix=''):
+  """Why `row` does not match the schema `fields`, or None (one reason)."""
+  known = {f['name'] for f in fields}
+  unknown = sorted(set(row) - known)
+  if unknown:
+    return f'{prefix}{unknown[0]}: no such column'
+  for spec in fields:
+    path = f'{prefix}{spec["name"]}'
+    value = row.get(spec['name'])
+    mode = spec.get('mode', 'NULLABLE').upper()
+    if value is None:
+      if mode == 'REQUIRED':
+        return f'{path}: required, missing'
+      continue
+    if mode == 'REPEATED':
+      if not isinstance(value, (list, tuple)):
+        return f'{path}: expected a list, got {type(value).__name__}'
+      problems = (_value_problem(v, spec, f'{path}[{i}]')
+                  for i, v in enumerate(value))
+      problem = next((p for p in problems if p), None)
+    else:
+      problem = _value_problem(value, spec, path)
+    if problem:
+      return problem
+  return None
+
+
+class _ValidateRows(beam.DoFn):
+
+  def __init__(self, schema, key_field):
+    self._fields = schema['fields']
+    self._key_field = key_field
+
+  def process(self, row):
+    problem = row_problem(row, self._fields)
+    if problem:
+      yield reject(row.get(self._key_field), STAGE, SCHEMA_MISMATCH, row,
+                   problem)
+      return
+    yield row
+
+
+class _FailedRowsToDeadLetters(beam.DoFn):
+  """(destination, row, errors) from WriteToBigQuery -> dead letters."""
+
+  def __init__(self, key_field):
+    self._key_field = key_field
+    self._rejected = Metrics.counter(METRICS_NAMESPACE, REJECTED)
+
+  def process(self, failed):
+    destination, row, errors = failed
+    self._rejected.inc()
+    yield dead_letter_record(
+        row.get(self._key_field), STAGE, REJECTED, row,
+        f'{destination}: {json.dumps(json_safe(errors))}')
+
+
+class WriteTable(beam.PTransform):
+  """Appends dict rows to a BigQuery table; returns its dead letters.
+
+  Args:
+    table: 'project:dataset.table' (created day-partitioned on
+      `partition_field` when absent; appended to when present).
+    schema: a schema dict from transforms.io.bigquery_schemas.
+    method: one of WRITE_METHODS (None: Beam's default for the mode).
+    insert_retries: how often STREAMING_INSERTS retries a row that fails
+      with a transient error (exponential backoff from 0.2 s) before it
+      becomes a dead letter; errors such as 'invalid' are never retried.
+    key_field: the row field that names the dead letter's key.
+  """
+
+  def __init__(self, table, schema, partition_field=None, method=None,
+               insert_retries=DEFAULT_INSERT_RETRIES, key_field='key'):
+    super().__init__()
+    if method is not None and method not in WRITE_METHODS:
+      raise ValueError(f'unknown write method {method!r}')
+    self._table, self._schema = table, schema
+    self._partition_field = partition_field
+    self._method = method
+    self._insert_retries = insert_retries
+    self._key_field = key_field
+
+  def expand(self, rows):
+    valid = rows | 'Validate' >> RoutedParDo(
+        _ValidateRows(self._schema, self._key_field))
+    result = valid.main | 'WriteToBigQuery' >> _write_to_bigquery(
+        self._table, self._schema, self._partition_field, self._method,
+        self._insert_retries)
+    if self._method != STREAMING_INSERTS:
+      return valid.dead_letter
+    rejected = result.failed_rows_with_errors | 'Rejected' >> beam.ParDo(
+        _FailedRowsToDeadLetters(self._key_field))
+    return (valid.dead_letter, rejected) | 'Dead letters' >> beam.Flatten()
+
+
+def _write_to_bigquery(table, schema, partition_field, method, retries):
+  table_options = {}
+  if partition_field:
+    table_options['timePartitioning'] = bigquery_schemas.time_partitioning(
+        partition_field)
+  return beam.io.WriteToBigQuery(
+      table, schema=schema,
+      method=method or beam.io.WriteToBigQuery.Method.DEFAULT,
+      create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+      write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+      additional_bq_parameters=table_options,
+      insert_retry_strategy=beam.io.gcp.bigquery_tools.RetryStrategy
+      .RETRY_ON_TRANSIENT_ERROR,
+      max_retries=retries)
+
+
+def _dead_letter_row(record, written_at):
+  return {
+      'key': record.get('key'),
+      'stage': record['stage'],
+      'reason': record['reason'],
+      'raw': json.dumps(record.get('raw'), ensure_ascii=False, sort_keys=True),
+      'error': record.get('error'),
+      bigquery_schemas.DEAD_LETTERS_PARTITION: written_at,
+  }
+
+
+class _ToDeadLetterRows(beam.DoFn):
+
+  def __init__(self):
+    self._total = Metrics.counter('output', 'dead_letters')
+
+  def process(self, record):
+    self._total.inc()
+    yield _dead_letter_row(record, datetime.datetime.now(
+        datetime.timezone.utc).isoformat())
+
+
+class _LoseLoudly(beam.DoFn):
+  """A dead letter the dead-letter table rejects has nowhere left to go: it
+  is logged in full and counted as `output/dead_letters_lost`."""
+
+  def __init__(self):
+    self._lost = Metrics.counter('output', 'dead_letters_lost')
+
+  def process(self, record):
+    self._lost.inc()
+    _LOG.error('dead letter lost: %s', json.dumps(record, default=str))
+
+
+class WriteDeadLetterTable(beam.PTransform):
+  """Writes the flattened dead letters of every stage to a BigQuery table
+  (`raw` as JSON text, day-partitioned on when they were written)."""
+
+  def __init__(self, table, method=None,
+               insert_retries=DEFAULT_INSERT_RETRIES):
+    super().__init__()
+    self._table, self._method = table, method
+    self._insert_retries = insert_retries
+
+  def expand(self, dead_letters):
+    result = (dead_letters
+              | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
+              | 'Write' >> _write_to_bigquery(
+                  self._table, bigquery_schemas.DEAD_LETTERS_SCHEMA,
+                  bigquery_schemas.DEAD_LETTERS_PARTITION, self._method,
+                  self._insert_retries))
+    if self._method != STREAMING_INSERTS:
+      return None
+    return result.failed_rows | 'Lost' >> beam.ParDo(_LoseLoudly())
+
+
+
+def to_json_line(row):
+  """A table row as one JSON line, for transforms that read JSON lines
+  (TIMESTAMP columns become ISO-8601 strings)."""
+  return json.dumps(json_safe(row), ensure_ascii=False, sort_keys=True)

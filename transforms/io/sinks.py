@@ -1,0 +1,114 @@
+"""Writes records by format, sharded under an output prefix.
+
+  jsonl    WriteToText, one JSON object per line (`PREFIX-SSSSS-of-NNNNN.jsonl`)
+  avro     WriteToAvro with an explicit schema (fastavro)
+  parquet  WriteToParquet with an explicit pyarrow schema
+
+Typed formats need a schema from the caller (see transforms.inference.predictions for
+the prediction record's). Dead letters are always JSONL: their `raw` field
+holds whatever the input was, which no fixed schema can describe.
+"""
+import json
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+
+OUTPUT_FORMATS = ('jsonl', 'avro', 'parquet')
+
+
+def _to_json(record):
+  """One JSON line. orjson is several times faster than json.dumps; the
+  standard library takes over for what orjson refuses (non-string keys,
+  integers over 64 bits). orjson writes NaN as null where json.dumps would
+  write the invalid token NaN."""
+  try:
+    return orjson.dumps(record).decode('utf-8')
+  except TypeError:
+    return json.dumps(record, ensure_ascii=False)
+
+
+class WriteRecords(beam.PTransform):
+  """Writes dict records to `prefix` in `output_format`.
+
+  Args:
+    schema: an Avro schema dict (avro) or a pyarrow.Schema (parquet).
+    num_shards: 0 lets the runner decide.
+  """
+
+  def __init__(self, prefix, output_format='jsonl', schema=None, num_shards=0):
+    super().__init__()
+    if output_format not in OUTPUT_FORMATS:
+      raise ValueError(f'unknown output format {output_format!r}')
+    if output_format != 'jsonl' and schema is None:
+      raise ValueError(f'{output_format} output needs a schema')
+    self._prefix = prefix
+    self._format = output_format
+    self._schema = schema
+    self._num_shards = num_shards
+
+  def expand(self, records):
+    suffix = f'.{self._format}'
+    if self._format == 'jsonl':
+      return (records
+              | 'To JSON' >> beam.Map(_to_json)
+              | 'Write JSONL' >> beam.io.WriteToText(
+                  self._prefix, file_name_suffix=suffix,
+                  num_shards=self._num_shards))
+    if self._format == 'avro':
+      return records | 'Write Avro' >> beam.io.WriteToAvro(
+          self._prefix, schema=self._schema, file_name_suffix=suffix,
+          num_shards=self._num_shards)
+    return records | 'Write Parquet' >> beam.io.WriteToParquet(
+        self._prefix, schema=self._schema, file_name_suffix=suffix,
+        num_shards=self._num_shards)
+
+
+def _json_lines(chunk):
+  return '\n'.join(_to_json(record) for record in chunk)
+
+
+class WriteJsonLineChunks(beam.PTransform):
+  """WriteRecords(prefix, 'jsonl') for chunks of records
+  (transforms.record_chunks), from one PCollection or a tuple of them: the
+  same files. Each chunk becomes one string of lines before any merge, so
+  the text sink (which writes each element and a newline) and a runner
+  materializing the merge handle one element per chunk."""
+
+  def __init__(self, prefix, num_shards=0):
+    super().__init__()
+    self._prefix, self._num_shards = prefix, num_shards
+
+  def expand(self, chunks):
+    parts = chunks if isinstance(chunks, tuple) else (chunks,)
+    lines = tuple(part | f'To JSON lines {i}' >> beam.Map(_json_lines)
+                  for i, part in enumerate(parts))
+    if len(lines) > 1:
+      lines = lines | 'Merge' >> beam.Flatten()
+    else:
+      lines = lines[0]
+    return lines | 'Write JSONL' >> beam.io.WriteToText(
+        self._prefix, file_name_suffix='.jsonl', num_shards=self._num_shards)
+
+
+class _CountDeadLetters(beam.DoFn):
+
+  def __init__(self):
+    self._total = Metrics.counter('output', 'dead_letters')
+
+  def process(self, record):
+    self._total.inc()
+    yield record
+
+
+class WriteDeadLetters(beam.PTransform):
+  """Writes the flattened dead letters of every stage as JSONL under `prefix`."""
+
+  def __init__(self, prefix):
+    super().__init__()
+    self._prefix = prefix
+
+  def expand(self, dead_letters):
+    return (dead_letters
+            | 'Count' >> beam.ParDo(_CountDeadLetters())
+            | 'Write' >> WriteRecords(self._prefix, 'jsonl'))

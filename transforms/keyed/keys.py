@@ -1,0 +1,257 @@
+"""Client keys: attach them, validate them, keep each key once.
+
+Keyed predictions are what make a distributed serving job safe: every output
+and every dead letter carries the client's key, so results can be matched to
+inputs whatever order (or shard) they come back in. Keys travel as
+`(key, record)` tuples from here on; they are strings.
+"""
+import collections
+import hashlib
+import json
+import typing
+import zlib
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from transforms.dead_letter import RoutedParDo
+from transforms.dead_letter import reject
+
+FROM_FIELD = 'field'
+CONTENT_HASH = 'content_hash'
+KEY_MODES = (FROM_FIELD, CONTENT_HASH)
+STAGE = 'keys'
+
+
+def canonical_json(record):
+  """A stable serialisation: the same record always gives the same bytes."""
+  return json.dumps(record, sort_keys=True, ensure_ascii=False,
+                    separators=(',', ':'), default=str)
+
+
+def content_hash_key(record):
+  """A deterministic key from the record's content (sha256, 32 hex chars).
+
+  Identical records get identical keys, so exact duplicates are caught by the
+  duplicate-key check instead of being predicted twice.
+  """
+  return hashlib.sha256(canonical_json(record).encode('utf-8')).hexdigest()[:32]
+
+
+def key_of(record, key_field, mode):
+  """(key, None) for a record with a usable key, else (None, why not).
+
+  One definition of a usable key for every path that keys records (one by
+  one in AttachKeys, a chunk at a time in transforms.keyed.keyed_chunks)."""
+  if mode == CONTENT_HASH:
+    return content_hash_key(record), None
+  key = record.get(key_field)
+  if isinstance(key, bool) or not isinstance(key, (str, int)):
+    problem = ('missing' if key is None else
+               f'not a string or integer ({type(key).__name__})')
+    return None, f'key field {key_field!r} is {problem}'
+  key = str(key)
+  if not key.strip():
+    return None, f'key field {key_field!r} is empty'
+  return key, None
+
+
+@beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
+class _AttachKeys(beam.DoFn):
+
+  def __init__(self, key_field, mode):
+    self._key_field = key_field
+    self._mode = mode
+    self._keyed = Metrics.counter(STAGE, 'keyed')
+
+  def process(self, record):
+    key, problem = key_of(record, self._key_field, self._mode)
+    if problem:
+      yield reject(None, STAGE, 'missing_key', record, problem)
+      return
+    self._keyed.inc()
+    yield key, record
+
+
+class AttachKeys(beam.PTransform):
+  """record -> (key, record); records without a usable key are dead letters.
+
+  mode 'field' reads `key_field`; 'content_hash' derives the key from the
+  record's content, for clients that did not supply one.
+  """
+
+  def __init__(self, key_field='key', mode=FROM_FIELD):
+    super().__init__()
+    if mode not in KEY_MODES:
+      raise ValueError(f'unknown key mode {mode!r}')
+    self._fn = _AttachKeys(key_field, mode)
+
+  def expand(self, records):
+    return records | RoutedParDo(self._fn)
+
+
+# Enough buckets to spread the work after the shuffle over many workers, few
+# enough that each bundle sends each bucket a list of many records.
+NUM_BUCKETS = 512
+# Records a bundle buffers before sending its buckets on: bounds worker memory.
+MAX_BUFFERED = 20_000
+
+
+def bucket_of(key):
+  """A key's bucket. crc32, not hash(): every worker process must agree."""
+  return zlib.crc32(key.encode('utf-8')) % NUM_BUCKETS
+
+
+@beam.typehints.with_output_types(typing.Tuple[int, typing.List[typing.Any]])
+class _BufferByBucket(beam.DoFn):
+  """(key, record) -> (bucket, [(key, record), ...]), per bundle.
+
+  Why: a GroupByKey costs per element it moves (on the FnApiRunner, several
+  coder passes and Python bookkeeping each), and with unique keys, the normal
+  case, grouping by client key moves every record alone. Buckets of keys move
+  the same records in lists, tens of records per shuffled element; every
+  occurrence of a key still meets in one group, so the choice of the kept
+  record is unchanged and does not depend on order or sharding. Only for the
+  global window (batch): the buffer would otherwise have to track windows,
+  and asking Beam for each element's window costs more than the bucketing
+  saves.
+  """
+
+  def start_bundle(self):
+    self._buffer, self._size = collections.defaultdict(list), 0
+
+  def process(self, element):
+    self._buffer[bucket_of(element[0])].append(element)
+    self._size += 1
+    if self._size >= MAX_BUFFERED:
+      yield from self.finish_bundle()
+      self._buffer, self._size = collections.defaultdict(list), 0
+
+  def finish_bundle(self):
+    for bucket, pairs in self._buffer.items():
+      yield GlobalWindows.windowed_value((bucket, pairs))
+
+
+@beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
+class _KeepFirst(beam.DoFn):
+  """Keeps one record per key; every other occurrence is a dead letter.
+
+  Which one is kept must not depend on input order or sharding, so it is the
+  record with the smallest canonical JSON: reruns always keep the same one.
+  """
+
+  def __init__(self):
+    self._unique = Metrics.counter(STAGE, 'unique')
+
+  def process(self, element):
+    _, lists = element  # (bucket or key, [[(key, record), ...], ...])
+    by_key = collections.defaultdict(list)
+    for pairs in lists:
+      for key, record in pairs:
+        by_key[key].append(record)
+    for key, records in by_key.items():
+      if len(records) > 1:
+        records.sort(key=canonical_json)
+        for duplicate in records[1:]:
+          yield reject(key, STAGE, 'duplicate_key', duplicate,
+                       f'key {key!r} appears {len(records)} times; kept one')
+      self._unique.inc()
+      yield key, records[0]
+
+
+class DeduplicateKeys(beam.PTransform):
+  """(key, record) -> one (key, record) per key, duplicates dead-lettered.
+
+  bucketed: in the global window, shuffle records in lists per hash bucket
+  instead of one element per record. That is what a local runner's Python
+  shuffle needs to be fast; but each bucket's records are then held in
+  memory together, so on a distributed runner (whose shuffle is cheap per
+  element and whose inputs can be huge) pipelines pass bucketed=False and
+  memory stays bounded by the records of one key.
+  """
+
+  def __init__(self, bucketed=True):
+    super().__init__()
+    self._bucketed = bucketed
+
+  def expand(self, keyed):
+    if self._bucketed and isinstance(keyed.windowing.windowfn, GlobalWindows):
+      lists = keyed | 'Bucket keys' >> beam.ParDo(_BufferByBucket())
+    else:
+      lists = keyed | 'As lists' >> beam.Map(lambda pair: (pair[0], [pair]))
+    return (lists
+            | 'Group' >> beam.GroupByKey()
+            | 'Keep first' >> RoutedParDo(_KeepFirst()))
+
+
+def keys_of_chunk(chunk, key_field, mode):
+  """The usable keys of a chunk of records (keyless records are skipped: the
+  main pass dead-letters them)."""
+  out = []
+  for record in chunk:
+    key = record.get(key_field) if mode == FROM_FIELD else None
+    if type(key) is str and key.strip():  # the common case, checked inline
+      out.append(key)
+      continue
+    key, _ = key_of(record, key_field, mode)
+    if key is not None:
+      out.append(key)
+  return out
+
+
+class _CountKeys(beam.CombineFn):
+  """Occurrences of every key, in one Counter (a local run's keys fit in
+  memory; records never enter it)."""
+
+  def __init__(self, key_field, mode):
+    self._key_field, self._mode = key_field, mode
+
+  def create_accumulator(self):
+    return collections.Counter()
+
+  def add_input(self, counts, chunk):
+    counts.update(keys_of_chunk(chunk, self._key_field, self._mode))
+    return counts
+
+  def merge_accumulators(self, accumulators):
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
+    for counts in accumulators:
+      merged.update(counts)
+    return merged
+
+  def extract_output(self, counts):
+    return [(key, n) for key, n in counts.items() if n > 1]
+
+
+class FindDuplicateKeys(beam.PTransform):
+  """Chunks of records -> (key, occurrences) for every key seen more than
+  once.
+
+  Only keys travel, not records: the pipeline then lets the records of
+  unique keys, nearly all of them, go straight on (fused with reading, never
+  shuffled) and sends only the records of these keys through
+  DeduplicateKeys. in_memory: count every key in one Counter, cheapest for a
+  local runner (keys only, so memory is a few dozen bytes per record); a
+  distributed runner counts per key (a combiner), so no worker holds more
+  than its share of keys.
+  """
+
+  def __init__(self, key_field='key', mode=FROM_FIELD, in_memory=True):
+    super().__init__()
+    self._key_field, self._mode, self._in_memory = key_field, mode, in_memory
+
+  def expand(self, chunks):
+    key_field, mode = self._key_field, self._mode
+    if self._in_memory:
+      return (chunks
+              | 'Count keys' >> beam.CombineGlobally(
+                  _CountKeys(key_field, mode)).without_defaults()
+              | 'Repeated keys' >> beam.FlatMap(lambda pairs: pairs))
+    return (chunks
+            | 'Keys' >> beam.FlatMap(
+                lambda chunk: [(k, 1) for k in keys_of_chunk(
+                    chunk, key_field, mode)])
+            | 'Count per key' >> beam.CombinePerKey(sum)
+            | 'Repeated keys' >> beam.Filter(lambda pair: pair[1] > 1))
