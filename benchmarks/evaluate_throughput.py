@@ -14,7 +14,7 @@ import random
 import tempfile
 import time
 
-from common.prediction_log_row import log_row
+from common.records.prediction_log import log_row
 from pipelines import evaluate
 
 TEXT = 'A film review of about a kilobyte, as in the demo data. ' * 18

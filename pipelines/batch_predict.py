@@ -17,196 +17,107 @@ Inputs and outputs are files (local or gs://) or BigQuery tables.
         --runner DataflowRunner --project my-project --region us-central1 \\
         --temp_location gs://my-bucket/tmp
 """
-import argparse
 import sys
-import time
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import file_inputs
+from common.records import prediction
+from pipelines import flags
 from pipelines import gcp
-from transforms.keyed import keyed_input
+from pipelines import inputs
 from pipelines import launch
+from pipelines import local_runner
+from pipelines import model
+from pipelines import outputs
 from pipelines import summary
-from transforms.io import bigquery
-from transforms.io import bigquery_schemas
-from transforms.io import sinks
-from transforms.io import sources
-from transforms.inference.chunked import RunChunkInference
-from transforms.dead_letter import DEAD_LETTER
-from transforms.inference.signature_handler import DEFAULT_BATCH_SIZE
-from transforms.inference.signature_handler import SignatureModelHandler
+from pipelines.flags import Flag
+from pipelines.flags import split_list
+from transforms.inference.chunked import default_threads
 from transforms.inference.prediction_log import WritePredictionLog
 from transforms.inference.predictions import LOG
-from transforms.inference.predictions import FormatPredictionChunks
-from transforms.inference.predictions import arrow_schema
-from transforms.inference.predictions import avro_schema
-from transforms.inference.predictions import stringify_passthrough
-from transforms.record_chunks import Unchunk
+from transforms.inference.predictions import PredictChunks
+from transforms.inference.predictions import PredictionRecords
+from transforms.io import bigquery
+from transforms.io import sinks
+from transforms.io import sources
+from transforms.keyed.keyed_input import KeyedInput
+
+DESCRIPTION = (
+    'Keyed batch predictions over sharded inputs with a SavedModel '
+    'signature. Unrecognised flags are Beam pipeline options (--runner, '
+    '--direct_num_workers, ...).')
+SOURCES = (
+    Flag('input', repeat=True,
+         help='Input file pattern, local or gs:// (repeat the flag or '
+         'separate patterns with commas for several). One of --input, '
+         '--input_table and --input_query is required.'),
+    Flag('input_table',
+         help='Input BigQuery table, PROJECT:DATASET.TABLE, read with the '
+         'Storage Read API; one row per record.'),
+    Flag('input_query', template_type='TEXT',
+         help='Input BigQuery standard-SQL query; one result row per record. '
+         'Needs a real BigQuery (query results go through a temporary '
+         'table).'),
+)
+SINKS = (
+    Flag('output',
+         help='Output prefix for sharded prediction files, local or gs:// '
+         '(this and/or --output_table is required).'),
+    Flag('output_table',
+         help='BigQuery table, PROJECT:DATASET.TABLE, for the keyed '
+         'predictions (appended to; created when absent, partitioned by day '
+         'on predicted_at). Passthrough fields are STRING columns.'),
+    Flag('output_format', choices=sinks.OUTPUT_FORMATS, default='jsonl',
+         help='Prediction file format (default: jsonl).'),
+) + outputs.DEAD_LETTERS + outputs.bigquery_write(
+    bigquery.FILE_LOADS, 'FILE_LOADS, load jobs staged under a gs:// '
+    '--temp_location')
+FLAGS = (SOURCES + inputs.KEYED_INPUT + model.MODEL + SINKS +
+         model.PREDICTION_LOG + (model.INFERENCE_THREADS, outputs.NUM_SHARDS))
+Options = flags.options_class('BatchPredict', FLAGS)
 
 
 def build_parser():
-  """The job's flags, declared once: --help, validation, README and the Flex
-  Template metadata all derive from this parser."""
-  parser = argparse.ArgumentParser(
-      prog='python -m pipelines.batch_predict',
-      description='Keyed batch predictions over sharded inputs with a '
-      'SavedModel signature. Unrecognised flags are Beam pipeline options '
-      '(--runner, --direct_num_workers, ...).')
-  parser.add_argument(
-      '--input', action='append',
-      help='Input file pattern, local or gs:// (repeat the flag or separate '
-      'patterns with commas for several). One of --input, --input_table '
-      'and --input_query is required.')
-  parser.add_argument(
-      '--input_table',
-      help='Input BigQuery table, PROJECT:DATASET.TABLE, read with the '
-      'Storage Read API; one row per record.')
-  parser.add_argument(
-      '--input_query',
-      help='Input BigQuery standard-SQL query; one result row per record. '
-      'Needs a real BigQuery (query results go through a temporary table).')
-  file_inputs.add_arguments(parser)
-  parser.add_argument(
-      '--model_dir', required=True,
-      help='SavedModel directory: local path, gs:// path or TF-Hub handle.')
-  parser.add_argument(
-      '--signature', default='serving_default',
-      help='Serving signature to call (default: serving_default).')
-  parser.add_argument(
-      '--model_version',
-      help='Version recorded on every prediction (default: derived from '
-      '--model_dir, e.g. "sentiment/1").')
-  parser.add_argument(
-      '--feature_map', default='',
-      help='Comma-separated INPUT=FIELD pairs mapping signature inputs to '
-      'record fields, e.g. "reviews=text"; unmapped inputs read the field of '
-      'the same name.')
-  parser.add_argument(
-      '--passthrough_fields', default='',
-      help='Comma-separated input fields copied into each output record.')
-  parser.add_argument(
-      '--output',
-      help='Output prefix for sharded prediction files, local or gs:// '
-      '(this and/or --output_table is required).')
-  parser.add_argument(
-      '--output_table',
-      help='BigQuery table, PROJECT:DATASET.TABLE, for the keyed predictions '
-      '(appended to; created when absent, partitioned by day on '
-      'predicted_at). Passthrough fields are STRING columns.')
-  parser.add_argument(
-      '--output_format', choices=sinks.OUTPUT_FORMATS, default='jsonl',
-      help='Prediction file format (default: jsonl).')
-  parser.add_argument(
-      '--dead_letter',
-      help='Output prefix for rejected records, as JSONL (default: '
-      '<output>_errors; not <output>-errors, which the prediction sink\'s '
-      'shard glob <output>-*-of-N would match and delete).')
-  parser.add_argument(
-      '--dead_letter_table',
-      help='BigQuery table, PROJECT:DATASET.TABLE, for rejected records '
-      '(raw input as JSON text, partitioned by day on dead_lettered_at). '
-      'Default when only --output_table is given: <output_table>_errors.')
-  parser.add_argument(
-      '--bq_write_method', choices=bigquery.WRITE_METHODS,
-      default=bigquery.FILE_LOADS,
-      help='How rows reach BigQuery (default: FILE_LOADS, load jobs staged '
-      'under a gs:// --temp_location). STREAMING_INSERTS makes rows visible '
-      'at once; STORAGE_WRITE_API runs as a Java cross-language transform.')
-  parser.add_argument(
-      '--bq_insert_retries', type=int,
-      default=bigquery.DEFAULT_INSERT_RETRIES,
-      help='STREAMING_INSERTS: retries of a row failing with a transient '
-      'error before it goes to the dead letter (default: '
-      f'{bigquery.DEFAULT_INSERT_RETRIES}).')
-  parser.add_argument(
-      '--model_name',
-      help='Model name recorded in the prediction log (default: derived '
-      'from --model_dir, e.g. "sentiment").')
-  parser.add_argument(
-      '--prediction_log',
-      help='Output prefix for a sampled prediction log (JSONL rows: model, '
-      'model_version, time, key, raw_data, raw_prediction, groundtruth) that '
-      'pipelines.evaluate joins with ground truth later.')
-  parser.add_argument(
-      '--log_sample_rate', type=float, default=1.0,
-      help='Share of keys written to --prediction_log, 0..1 (default 1); '
-      'chosen by a hash of the key, so reruns log the same keys.')
-  parser.add_argument(
-      '--batch_size', type=int, default=DEFAULT_BATCH_SIZE,
-      help=f'Records per model call (default: {DEFAULT_BATCH_SIZE}).')
-  keyed_input.add_inference_threads_argument(parser)
-  parser.add_argument(
-      '--num_shards', type=int, default=0,
-      help='Output shards; 0 lets the runner decide (default).')
-  return parser
+  """The job's flags: --help, validation, README and the Flex Template
+  metadata all derive from FLAGS."""
+  return flags.parser('python -m pipelines.batch_predict', DESCRIPTION,
+                       FLAGS)
 
 
-def _parse_feature_map(text):
-  mapping = {}
-  for pair in file_inputs.split_list(text):
-    name, sep, field = pair.partition('=')
-    if not sep or not name.strip() or not field.strip():
+class Job:
+  """The job's resolved configuration: every flag checked, once, before
+  anything runs; what `build` composes the pipeline from."""
+
+  def __init__(self, args, options):
+    self.args = args
+    _check_source(args)
+    _check_cloud(args, options)
+    if not (args.output or args.output_table):
       raise launch.UsageError(
-          '--feature_map', f'{pair!r} is not INPUT=FIELD')
-    mapping[name.strip()] = field.strip()
-  return mapping
+          '--output', 'pass --output (files) and/or --output_table (BigQuery)')
+    outputs.check_bigquery_write(args)
+    model.check_counts(args)
+    local = local_runner.is_local(options)
+    patterns = inputs.patterns_of(args.input)
+    inputs.check_patterns(patterns)
+    # A BigQuery table or query has no format: its rows are the records.
+    input_format = (inputs.resolve_format(args.input_format, patterns)
+                    if patterns else None)
+    self.input = inputs.keyed_input_config(
+        args, args.batch_size, local, patterns, input_format,
+        args.input_table, args.input_query)
+    self.signature = model.read_signature(args.model_dir, args.signature)
+    self.feature_map = model.feature_map(args.feature_map, self.signature)
+    self.handler = model.handler(args, self.signature, self.feature_map)
+    self.model_name = model.model_name(args)
+    self.passthrough = split_list(args.passthrough_fields)
+    self.threads = (args.inference_threads if args.inference_threads is not None
+                    else default_threads(local))
+    self.shape = prediction.shape(self.signature.outputs, self.passthrough)
+    self.dead_letter = outputs.dead_letter_sink(args)
 
 
-def dead_letter_prefix(args):
-  return args.dead_letter or f'{args.output}_errors'
-
-
-def validate(args):
-  """Checks the command line before anything runs; returns the resolved
-  configuration (patterns, format, signature, feature map)."""
-  from models.runtime import signatures as sigs
-  if not (args.output or args.output_table):
-    raise launch.UsageError(
-        '--output', 'pass --output (files) and/or --output_table (BigQuery)')
-  if args.bq_insert_retries < 0:
-    raise launch.UsageError('--bq_insert_retries', 'must be at least 0')
-  patterns = file_inputs.patterns_of(args)
-  file_inputs.check_patterns(patterns)
-  # A BigQuery table or query has no format: its rows are the records.
-  input_format = file_inputs.resolve_format(args, patterns) if patterns else None
-  if args.batch_size < 1:
-    raise launch.UsageError('--batch_size', 'must be at least 1')
-  keyed_input.check_inference_threads(args)
-  if not 0 <= args.log_sample_rate <= 1:
-    raise launch.UsageError('--log_sample_rate', 'must be between 0 and 1')
-  if args.max_text_bytes < 1:
-    raise launch.UsageError('--max_text_bytes', 'must be at least 1')
-  try:
-    signature = sigs.get_signature(args.model_dir, args.signature)
-  except sigs.SignatureNotFound as e:
-    raise launch.UsageError('--signature', str(e))
-  except (OSError, IOError, ValueError) as e:
-    raise launch.UsageError(
-        '--model_dir', f'cannot read a SavedModel at {args.model_dir!r}: {e}')
-  feature_map = _parse_feature_map(args.feature_map)
-  unknown = sorted(set(feature_map) - set(signature.inputs))
-  if unknown:
-    raise launch.UsageError(
-        '--feature_map', f'unknown signature input(s) {unknown}; signature '
-        f'{args.signature!r} takes {sorted(signature.inputs)}')
-  return patterns, input_format, signature, feature_map
-
-
-class _PredictChunks(beam.PTransform):
-  """Chunks of valid (key, record) -> FormatPredictionChunks' outputs."""
-
-  def __init__(self, handler, threads, passthrough, model_name, input_fields):
-    super().__init__()
-    self._infer = RunChunkInference(handler, threads)
-    self._format = FormatPredictionChunks(passthrough, model_name, input_fields)
-
-  def expand(self, chunks):
-    return chunks | 'Infer' >> self._infer | 'Format' >> self._format
-
-
-def build(pipeline, args, patterns, input_format, signature, feature_map):
+def build(pipeline, job):
   """Composes the job on `pipeline`.
 
   The hot path moves chunks of records (transforms.record_chunks): read ->
@@ -214,77 +125,36 @@ def build(pipeline, args, patterns, input_format, signature, feature_map):
   per worker. Records whose key is repeated take a side path (grouped,
   one kept, validated) and rejoin as prediction lines before the sink.
   """
-  from models.runtime import signatures as sigs
-  passthrough = file_inputs.split_list(args.passthrough_fields)
-  handler = SignatureModelHandler(
-      args.model_dir, list(signature.inputs), signature=args.signature,
-      feature_map=feature_map,
-      model_version=args.model_version or sigs.default_model_version(
-          args.model_dir),
-      batch_size=args.batch_size)
-  model_name = None
+  args = job.args
+  keyed = pipeline | 'Keyed input' >> KeyedInput(
+      job.input, job.signature.inputs, job.feature_map)
+  input_fields = {name: job.feature_map.get(name, name)
+                  for name in job.signature.inputs}
+  predicted = [chunks | f'Predict{label}' >> PredictChunks(
+      job.handler, job.threads, job.passthrough, job.model_name, input_fields)
+               for label, chunks in keyed.parts.items()]
+  dead = [keyed.dead_letter] + [p.dead_letter for p in predicted]
+  chunks = tuple(p.predictions for p in predicted)
   if args.prediction_log:
-    model_name = args.model_name or sigs.default_model_name(args.model_dir)
-  local = launch.is_local_runner(pipeline.options)
-
-  read = keyed_input.read_chunks(pipeline, patterns, input_format,
-                                 args.batch_size, args.input_table,
-                                 args.input_query)
-  valid, dead = keyed_input.keyed_valid_chunks(
-      pipeline, args, patterns, input_format, read, signature.inputs,
-      feature_map, args.batch_size)
-
-  input_fields = {name: feature_map.get(name, name) for name in signature.inputs}
-  threads = keyed_input.inference_threads(args, local)
-  formatted = [chunks | f'Predict{label}' >> _PredictChunks(
-      handler, threads, passthrough, model_name, input_fields)
-               for label, chunks in valid.items()]
-  dead += [f[DEAD_LETTER] for f in formatted]
-  predictions = tuple(f.main for f in formatted)
-  if args.prediction_log:
-    _ = tuple(f[LOG] for f in formatted) | 'Write prediction log' >> (
+    _ = tuple(p[LOG] for p in predicted) | 'Write prediction log' >> (
         WritePredictionLog(args.prediction_log, args.log_sample_rate))
-
   if args.output and args.output_format == 'jsonl':
-    _ = predictions | 'Write predictions' >> sinks.WriteJsonLineChunks(
+    _ = chunks | 'Write predictions' >> sinks.WriteJsonLineChunks(
         args.output, args.num_shards)
   elif args.output:
-    make_schema = avro_schema if args.output_format == 'avro' else arrow_schema
-    _ = (predictions
-         | 'Merge predictions' >> beam.Flatten()
-         | 'Prediction records' >> Unchunk()
-         | 'Typed passthrough' >> beam.Map(stringify_passthrough, passthrough)
+    _ = (chunks
+         | 'Prediction records' >> PredictionRecords(job.passthrough)
          | 'Write predictions' >> sinks.WriteRecords(
-             args.output, args.output_format,
-             make_schema(signature.outputs, passthrough), args.num_shards))
+             args.output, args.output_format, job.shape, args.num_shards))
   if args.output_table:
-    dead.append(
-        predictions
-        | 'Merge table predictions' >> beam.Flatten()
-        | 'Table records' >> Unchunk()
-        | 'Table passthrough' >> beam.Map(stringify_passthrough, passthrough)
-        | 'Write predictions table' >> bigquery.WriteTable(
-            args.output_table,
-            bigquery_schemas.predictions_schema(signature.outputs, passthrough),
-            bigquery_schemas.PREDICTIONS_PARTITION, args.bq_write_method,
-            args.bq_insert_retries))
-  all_dead = dead | 'All dead letters' >> beam.Flatten()
-  dead_letter_table = _dead_letter_table(args)
-  if dead_letter_table:
-    _ = all_dead | 'Write dead letters' >> bigquery.WriteDeadLetterTable(
-        dead_letter_table, args.bq_write_method, args.bq_insert_retries)
-  else:
-    _ = all_dead | 'Write dead letters' >> sinks.WriteDeadLetters(
-        dead_letter_prefix(args))
-
-
-def _dead_letter_table(args):
-  """Where dead letters go in BigQuery, or None when they go to files."""
-  if args.dead_letter_table:
-    return args.dead_letter_table
-  if args.output or args.dead_letter or not args.output_table:
-    return None
-  return f'{args.output_table}_errors'
+    dead.append(chunks
+                | 'Table records' >> PredictionRecords(job.passthrough)
+                | 'Write predictions table' >> bigquery.WriteTable(
+                    args.output_table, job.shape, args.bq_write_method,
+                    args.bq_insert_retries))
+  _ = (dead
+       | 'All dead letters' >> beam.Flatten()
+       | 'Write dead letters' >> job.dead_letter)
 
 
 def _check_source(args):
@@ -311,51 +181,48 @@ def _check_cloud(args, options):
       ('--prediction_log', args.prediction_log)])
   if flag:
     gcp.check_credentials(options, flag)
-  if args.output_table or _dead_letter_table(args):
+  if args.output_table or outputs.dead_letter_table(args):
     gcp.check_write_method(args.bq_write_method, options)
 
 
-def run(argv=None):
-  """Runs the job; returns the summary figures as a dict."""
-  args, beam_args = launch.parse_args(build_parser(), argv)
-  options = launch.default_local_runner(PipelineOptions(beam_args))
-  _check_source(args)
-  _check_cloud(args, options)
-  patterns, input_format, signature, feature_map = validate(args)
-  started = time.time()
-  pipeline = beam.Pipeline(options=options)
-  build(pipeline, args, patterns, input_format, signature, feature_map)
-  result = pipeline.run()
-  result.wait_until_finish()
-  elapsed = time.time() - started
-
+def figures_of(result, elapsed):
+  """The run's figures, from its Beam metrics."""
   counts = summary.counters(result)
-  inputs = counts.get('read', {}).get(sources.RECORDS, 0)
+  inputs_read = counts.get('read', {}).get(sources.RECORDS, 0)
   by_reason = summary.dead_letters_by_reason(counts)
   # A prediction the table refused is a dead letter, not an output.
   predicted = counts.get('output', {}).get('predictions', 0) - sum(
       by_reason.get(r, 0) for r in bigquery.WRITE_REASONS)
   dead_total = sum(by_reason.values())
-  figures = {
-      'inputs': inputs, 'predictions': predicted,
+  return {
+      'inputs': inputs_read, 'predictions': predicted,
       'dead_letters': dead_total, 'dead_letters_by_reason': by_reason,
       'elapsed_s': round(elapsed, 2),
-      'records_per_s': round(inputs / elapsed, 1) if elapsed else 0.0,
-      'reconciled': inputs == predicted + dead_total,
+      'records_per_s': round(inputs_read / elapsed, 1) if elapsed else 0.0,
+      'reconciled': inputs_read == predicted + dead_total,
+      'logged': counts.get('prediction_log', {}).get('logged', 0),
   }
+
+
+def run(argv=None):
+  """Runs the job; returns the summary figures as a dict."""
+  job, result, elapsed = launch.run_batch_job(
+      argv, build_parser(), FLAGS, Job, build)
+  args = job.args
+  figures = figures_of(result, elapsed)
   print(summary.format_summary('batch_predict summary', [
-      ('inputs', inputs), ('predictions', predicted),
-      ('dead letters', dead_total), ('dead letters by reason', by_reason),
-      ('elapsed (s)', elapsed), ('records/second', figures['records_per_s']),
+      ('inputs', figures['inputs']), ('predictions', figures['predictions']),
+      ('dead letters', figures['dead_letters']),
+      ('dead letters by reason', figures['dead_letters_by_reason']),
+      ('elapsed (s)', figures['elapsed_s']),
+      ('records/second', figures['records_per_s']),
       ('inputs = predictions + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
-      ('prediction log rows',
-       counts.get('prediction_log', {}).get('logged', 0)),
+      ('prediction log rows', figures.pop('logged')),
       ('predictions under', ', '.join(
           x for x in (args.output and f'{args.output}*', args.output_table)
           if x)),
-      ('dead letters under', _dead_letter_table(args) or
-       f'{dead_letter_prefix(args)}*'),
+      ('dead letters under', outputs.dead_letters_under(args)),
   ]))
   return figures
 

@@ -12,132 +12,117 @@ Writes under --output: slices.jsonl (one record per slice), comparisons.jsonl
 summary.json and report.html with PNG plots. Exit code 3 with
 --fail_on_alert when any alert fired, so a scheduler can start retraining.
 """
-import argparse
 import datetime
 import json
 import sys
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import file_inputs
+from common.records import evaluation as evaluation_records
+from pipelines import flags
 from pipelines import gcp
+from pipelines import inputs
 from pipelines import launch
+from pipelines import local_runner
 from pipelines import summary
-from transforms.io import bigquery
-from transforms.io import bigquery_schemas
-from transforms.evaluation.evaluate import Evaluate
+from pipelines.flags import Flag
+from pipelines.flags import split_list
 from transforms.evaluation.alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
 from transforms.evaluation.alerts import parse_rule
 from transforms.evaluation.config import EvaluationConfig
 from transforms.evaluation.config import TIME_SLICES
 from transforms.evaluation.config import parse_window
 from transforms.evaluation.config import to_utc
+from transforms.evaluation.evaluate import Evaluate
 from transforms.evaluation.rows import METRICS_NAMESPACE
+from transforms.io import bigquery
+from transforms.io import sinks
 
 EXIT_ALERT = 3
 OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters')
 _FILE_NAMES = {'slices': 'slices', 'comparisons': 'comparisons',
                'alerts': 'alerts', 'dead_letters': 'dead_letter'}
 _MAX_PRINTED_ALERTS = 20
+FLAGS = (
+    Flag('predictions', template_type='GCS_READ_FILE',
+         help='Prediction-log files (JSON lines; comma-separated file '
+         'patterns, local or gs://). Rows of the prediction log (key, model, '
+         'model_version, time, raw_data, raw_prediction) or batch_predict '
+         'records (key, model_version, predictions, predicted_at). Required.'),
+    Flag('ground_truth', template_type='GCS_READ_FILE',
+         help='Ground-truth files (JSON lines, comma-separated patterns): '
+         '{"key", <label_field>, "labeled_at"}; the latest label of a key '
+         'wins. Required.'),
+    Flag('output', template_type='GCS_WRITE_FOLDER',
+         help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
+         'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
+         'Required.'),
+    Flag('predictions_table',
+         help='Instead of --predictions: a BigQuery table, '
+         'PROJECT:DATASET.TABLE, holding the prediction log or batch_predict '
+         'predictions (same fields as the files).'),
+    Flag('ground_truth_table',
+         help='Instead of --ground_truth: a BigQuery table, '
+         'PROJECT:DATASET.TABLE, of {key, <label_field>, labeled_at} rows.'),
+    Flag('metrics_table',
+         help='Also append one row per slice to this BigQuery table, '
+         'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
+         'as_of). Written with load jobs: needs a gs:// --temp_location.'),
+    Flag('prediction_field',
+         help='The model output to evaluate (e.g. positive_review_probability '
+         'or source). A number in [0, 1] is a binary positive-class '
+         'probability, a string a class label. Default: the only output.'),
+    Flag('label_field', default='groundtruth',
+         help='The ground-truth rows\' field holding the label.'),
+    Flag('threshold', type=float, default=0.5,
+         help='Binary models: probability >= threshold predicts '
+         '--positive_label, else --negative_label.'),
+    Flag('positive_label', default='positive',
+         help='Binary models: the class a high probability predicts.'),
+    Flag('negative_label', default='negative',
+         help='Binary models: the class a low probability predicts.'),
+    Flag('time_slices', default=','.join(TIME_SLICES),
+         help='Calendar slices (UTC), comma-separated from: '
+         f'{", ".join(TIME_SLICES)}.'),
+    Flag('windows', default='7d,30d',
+         help='Trailing windows ending at --as_of, comma-separated, units '
+         'h, d, w (e.g. 24h,7d,4w); empty for none.'),
+    Flag('as_of',
+         help='End of the trailing windows, ISO-8601 (UTC if no offset). '
+         'Default: now.'),
+    Flag('key_segments', default='',
+         help='Names of the parts of a key, in order (e.g. age,sex,id for '
+         'keys like 35-F-34324323), to slice metrics by client segment.'),
+    Flag('key_separator', default='-',
+         help='What separates the parts of a key named by --key_segments.'),
+    Flag('segment_by',
+         help='The key segments to slice by (comma-separated). Default: '
+         'every --key_segments name except "id".'),
+    Flag('alert', repeat=True, default=[],
+         help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
+         'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
+         'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
+         'previous calendar period. Checked on every slice.'),
+    Flag('alert_min_labelled', type=int, default=1,
+         help='Label-based alert rules skip slices with fewer labelled '
+         'predictions (counted as not evaluable).'),
+    Flag('fail_on_alert', switch=True,
+         help=f'Exit with code {EXIT_ALERT} when any alert fired.'),
+)
+Options = flags.options_class('Evaluate', FLAGS)
 
 
 def build_parser():
-  """The evaluation flags, declared once: --help, validation, README and
-  the Flex Template metadata derive from this parser. Unrecognised flags
-  are Beam pipeline options."""
-  parser = argparse.ArgumentParser(
-      prog='python -m pipelines.evaluate',
-      description=__doc__.split('\n\n')[0])
-  parser.add_argument(
-      '--predictions',
-      help='Prediction-log files (JSON lines; comma-separated file '
-      'patterns, local or gs://). Rows of the prediction log (key, model, '
-      'model_version, time, raw_data, raw_prediction) or batch_predict '
-      'records (key, model_version, predictions, predicted_at). Required.')
-  parser.add_argument(
-      '--ground_truth',
-      help='Ground-truth files (JSON lines, comma-separated patterns): '
-      '{"key", <label_field>, "labeled_at"}; the latest label of a key '
-      'wins. Required.')
-  parser.add_argument(
-      '--output',
-      help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
-      'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
-      'Required.')
-  parser.add_argument(
-      '--predictions_table',
-      help='Instead of --predictions: a BigQuery table, '
-      'PROJECT:DATASET.TABLE, holding the prediction log or batch_predict '
-      'predictions (same fields as the files).')
-  parser.add_argument(
-      '--ground_truth_table',
-      help='Instead of --ground_truth: a BigQuery table, '
-      'PROJECT:DATASET.TABLE, of {key, <label_field>, labeled_at} rows.')
-  parser.add_argument(
-      '--metrics_table',
-      help='Also append one row per slice to this BigQuery table, '
-      'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
-      'as_of). Written with load jobs: needs a gs:// --temp_location.')
-  parser.add_argument(
-      '--prediction_field', default=None,
-      help='The model output to evaluate (e.g. positive_review_probability '
-      'or source). A number in [0, 1] is a binary positive-class '
-      'probability, a string a class label. Default: the only output.')
-  parser.add_argument(
-      '--label_field', default='groundtruth',
-      help='The ground-truth rows\' field holding the label.')
-  parser.add_argument(
-      '--threshold', type=float, default=0.5,
-      help='Binary models: probability >= threshold predicts '
-      '--positive_label, else --negative_label.')
-  parser.add_argument(
-      '--positive_label', default='positive',
-      help='Binary models: the class a high probability predicts.')
-  parser.add_argument(
-      '--negative_label', default='negative',
-      help='Binary models: the class a low probability predicts.')
-  parser.add_argument(
-      '--time_slices', default=','.join(TIME_SLICES),
-      help='Calendar slices (UTC), comma-separated from: '
-      f'{", ".join(TIME_SLICES)}.')
-  parser.add_argument(
-      '--windows', default='7d,30d',
-      help='Trailing windows ending at --as_of, comma-separated, units '
-      'h, d, w (e.g. 24h,7d,4w); empty for none.')
-  parser.add_argument(
-      '--as_of', default=None,
-      help='End of the trailing windows, ISO-8601 (UTC if no offset). '
-      'Default: now.')
-  parser.add_argument(
-      '--key_segments', default='',
-      help='Names of the parts of a key, in order (e.g. age,sex,id for '
-      'keys like 35-F-34324323), to slice metrics by client segment.')
-  parser.add_argument(
-      '--key_separator', default='-',
-      help='What separates the parts of a key named by --key_segments.')
-  parser.add_argument(
-      '--segment_by', default=None,
-      help='The key segments to slice by (comma-separated). Default: every '
-      '--key_segments name except "id".')
-  parser.add_argument(
-      '--alert', action='append', default=[],
-      help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
-      'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
-      'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
-      'previous calendar period. Checked on every slice.')
-  parser.add_argument(
-      '--alert_min_labelled', type=int, default=1,
-      help='Label-based alert rules skip slices with fewer labelled '
-      'predictions (counted as not evaluable).')
-  parser.add_argument(
-      '--fail_on_alert', **launch.SWITCH,
-      help=f'Exit with code {EXIT_ALERT} when any alert fired.')
-  return parser
+  """The evaluation flags, from FLAGS: --help, validation, README and the
+  Flex Template metadata derive from it. Unrecognised flags are Beam
+  pipeline options."""
+  return flags.parser('python -m pipelines.evaluate',
+                      __doc__.split('\n\n')[0], FLAGS)
+
 
 def _names(text):
-  return tuple(n.strip() for n in (text or '').split(',') if n.strip())
+  return tuple(split_list(text))
 
 
 def validate(options):
@@ -149,7 +134,7 @@ def validate(options):
     if files and table:
       raise launch.UsageError(f'--{flag}', f'give --{flag} or --{flag}_table, '
                               'not both')
-    file_inputs.check_patterns(file_inputs.split_list(files), f'--{flag}')
+    inputs.check_patterns(inputs.patterns_of(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
   if not 0.0 <= options.threshold <= 1.0:
@@ -215,7 +200,7 @@ def _read_lines(p, label, patterns, table=None):
     return (p | f'Read{label}' >> bigquery.ReadTable(table=table)).main | (
         f'{label}AsLines' >> beam.Map(bigquery.to_json_line))
   reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(pattern)
-           for i, pattern in enumerate(patterns.split(','))]
+           for i, pattern in enumerate(inputs.patterns_of(patterns))]
   return reads | f'All{label}' >> beam.Flatten()
 
 
@@ -292,7 +277,8 @@ def run(argv=None):
   """Builds and runs the evaluation; returns the process exit code."""
   ev, beam_args = launch.parse_args(build_parser(), argv)
   config = validate(ev)
-  options = launch.default_local_runner(PipelineOptions(beam_args))
+  options = local_runner.pick_runner(
+      flags.pipeline_options(beam_args, ev, FLAGS))
   _check_cloud(ev, options)
 
   p = beam.Pipeline(options=options)
@@ -305,21 +291,17 @@ def run(argv=None):
     metrics_dead = (
         results['slices']
         | 'MetricsRows' >> beam.Map(
-            bigquery_schemas.metrics_row, config.as_of.isoformat())
+            evaluation_records.metrics_row, config.as_of.isoformat())
         | 'WriteMetricsTable' >> bigquery.WriteTable(
-            ev.metrics_table, bigquery_schemas.METRICS_SCHEMA,
-            bigquery_schemas.METRICS_PARTITION, bigquery.FILE_LOADS,
-            key_field='slice'))
+            ev.metrics_table, evaluation_records.METRICS_SHAPE,
+            bigquery.FILE_LOADS))
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
     outputs = dead_letters if name == 'dead_letters' else results[name]
-    _ = (outputs
-         | f'{name}ToJson' >> beam.Map(json.dumps, sort_keys=True)
-         | f'Write{name}' >> beam.io.WriteToText(
-             _output_path(ev.output, _FILE_NAMES[name]),
-             file_name_suffix='.jsonl', num_shards=1,
-             shard_name_template=''))
+    _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
+        _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
+        single_file=True, sort_keys=True)
   result = p.run()
   result.wait_until_finish()
 

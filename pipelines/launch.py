@@ -4,14 +4,13 @@ Fail early, once, clearly: problems with the command line or configuration are
 raised as `UsageError` while the pipeline is constructed and reported as one
 line naming the flag, with exit code 2, never as a traceback from a worker.
 """
-import argparse
+import contextlib
 import logging
 import os
 import sys
+import time
 
-from apache_beam.options.pipeline_options import DirectOptions
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.options.pipeline_options import StandardOptions
+from common.config_error import ConfigError
 
 EXIT_USAGE = 2
 
@@ -25,20 +24,15 @@ class UsageError(Exception):
     self.problem = problem
 
 
-def boolean(text):
-  """argparse type for on/off flags: 'true' or 'false' (any case)."""
-  lowered = text.strip().lower()
-  if lowered not in ('true', 'false'):
-    raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
-  return lowered == 'true'
-
-
-# Keyword arguments for an on/off flag: `--flag`, `--flag=true` and
-# `--flag=false` all work. A Flex Template passes every parameter as
-# --name=value, which argparse's store_true rejects, so every on/off flag of a
-# pipeline is declared as `parser.add_argument('--x', **launch.SWITCH, ...)`.
-SWITCH = dict(type=boolean, nargs='?', const=True, default=False,
-              metavar='true|false')
+@contextlib.contextmanager
+def flag_names(**flags):
+  """Turns a ConfigError (a transform's config refusing a setting) raised
+  inside into a UsageError naming the flag the setting came from:
+  `--<field>`, or the flag `flags` maps the field to."""
+  try:
+    yield
+  except ConfigError as e:
+    raise UsageError(f'--{flags.get(e.field, e.field)}', e.problem) from None
 
 
 def parse_args(parser, argv=None):
@@ -59,49 +53,24 @@ def parse_args(parser, argv=None):
   return args, rest
 
 
-def default_local_runner(options: PipelineOptions):
-  """Picks the runner when the user named none.
-
-  Batch jobs default to the FnApiRunner: it is the fastest local runner and,
-  unlike the DirectRunner, does not try to download the Prism binary first.
-  Streaming jobs keep the DirectRunner, which supports TestStream and Pub/Sub.
-
-  `--direct_num_workers=N` alone is ignored by Beam (its default running mode,
-  in_memory, runs one worker and logs a warning); here it means N worker
-  threads (`multi_threading`), which share the process and its loaded model
-  and overlap the model's native work with Python. Pass
-  `--direct_running_mode` to choose otherwise (`multi_processing` starts N
-  processes, each importing TensorFlow and loading the model).
-  """
-  standard = options.view_as(StandardOptions)
-  if standard.runner is None:
-    standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
-  direct = options.view_as(DirectOptions)
-  chosen = options.get_all_options(drop_default=True)
-  if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
-    direct.direct_running_mode = 'multi_threading'
-  return options
-
-
-def usable_cores():
-  """Cores this process may run on: its CPU affinity where the OS keeps one
-  (a container or `taskset` pinned to a cpuset sees its share, not the
-  host's count), else os.cpu_count()."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # no affinity on this platform
-    return os.cpu_count() or 1
-
-
-_LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
-                  'SwitchingDirectRunner', 'PrismRunner')
-
-
-def is_local_runner(options: PipelineOptions):
-  """True when the job runs in this process tree (not on Dataflow & co.)."""
-  runner = options.view_as(StandardOptions).runner
-  name = runner if isinstance(runner, str) else type(runner).__name__
-  return runner is None or name.split('.')[-1] in _LOCAL_RUNNERS
+def run_batch_job(argv, parser, flag_list, job_class, build):
+  """What a batch job's run() does before its summary: parses the command
+  line, checks it into `job_class(args, options)` (usage errors before
+  anything runs), builds the pipeline with `build(pipeline, job)`, runs it
+  to the end. Returns (job, result, elapsed seconds)."""
+  import apache_beam as beam  # pylint: disable=import-outside-toplevel
+  from pipelines import flags  # pylint: disable=import-outside-toplevel
+  from pipelines import local_runner  # pylint: disable=import-outside-toplevel
+  args, beam_args = parse_args(parser, argv)
+  options = local_runner.pick_runner(
+      flags.pipeline_options(beam_args, args, flag_list))
+  job = job_class(args, options)
+  started = time.time()
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, job)
+  result = pipeline.run()
+  result.wait_until_finish()
+  return job, result, time.time() - started
 
 
 def main(run, argv=None):

@@ -1,41 +1,38 @@
-"""Local streaming runs read up to 1,000 Pub/Sub messages per bundle, not 10,
-and wait at most a second on an empty subscription, not 30.
+"""What a job run on this machine's runners does differently, in one place.
 
-Beam's Python DirectRunner (2.77) reads Pub/Sub with one synchronous pull of
-at most 10 messages per bundle (`_PubSubReadEvaluator._read_from_pubsub`),
-and each of those bundles then passes through every transform of the
-pipeline. That caps a local streaming pipeline at the runner's per-bundle
-rate, whatever the pipeline does (benchmarks/optimisations.md: the local
-moderation pipeline sustains 900 comments/s with the reads below, 600
-without the follow-up pulls). A pull returns what the
-subscription holds, so a wider pull changes nothing for a trickle of
-messages, only how a backlog is cut into bundles. A pull may answer with
-fewer messages than are waiting (the emulator with at most 100), so while
-a backlog lasts follow-up pulls fill the bundle, for at most FILL_S: a
-backlog of 10k comments then takes 10 bundles instead of 100, and every
-step pays its per-bundle cost (a fresh DoFn copy, set-up, signature
-inspection, empty bundles on side outputs) a tenth as often.
+Runner choice (`pick_runner`): batch jobs default to the FnApiRunner, the
+fastest local runner, which, unlike the DirectRunner, does not first try to
+download the Prism binary; streaming jobs keep the DirectRunner (TestStream,
+Pub/Sub). `--direct_num_workers=N` alone is ignored by Beam (its default
+running mode runs one worker and logs a warning); here it means N worker
+threads, which share the process and its loaded model. Pass
+`--direct_running_mode` to choose otherwise.
 
-The same evaluator pulls with a 30 s deadline, and the source watermark
-(the wall clock at each read) stands still while a pull waits: once a burst
-of messages is drained, the last decisions waited up to 30 s for it (200
-comments: first decision after 31 s). Pulls here wait at most
-IDLE_WAIT_S, an empty answer (or the deadline passing) reads as no
-messages, and the watermark moves on every second.
+Pub/Sub speed-ups for local streaming runs (`speed_up`), on by default,
+off with `--local_fast_pubsub=false` or LOCAL_FAST_PUBSUB=0 in the
+environment; Dataflow and other runners read and write Pub/Sub their own
+way and are never touched:
 
-This swaps in Beam's own evaluator with the wider pull. It relies on
-DirectRunner internals, so it checks for them and leaves Beam's reader in
-place, with a warning, when they are not there; other runners read Pub/Sub
-their own way and are never touched.
+- Reads. Beam's Python DirectRunner reads Pub/Sub with one synchronous pull
+  of at most 10 messages per bundle, each bundle then passing through every
+  step of the pipeline, so a local streaming job runs at the runner's
+  per-bundle rate whatever it does; and it pulls with a 30 s deadline while
+  the source watermark (the wall clock at each read) stands still, so after
+  a burst the last results wait up to 30 s (apache/beam#25442). Here pulls
+  ask for up to PULL_MESSAGES, follow-up pulls fill a bundle while a backlog
+  lasts (for at most FILL_S), and an empty subscription is answered within
+  IDLE_WAIT_S, so the watermark moves every second. A trickle of messages is
+  read as before; only a backlog is cut into fewer, larger bundles. This
+  swaps in Beam's own evaluator with the wider pull; it relies on
+  DirectRunner internals, so it checks for them and leaves Beam's reader in
+  place, with a warning, when they are not there.
+- Writes. Beam's WriteToPubSub builds a PublisherClient (a gRPC channel) in
+  setup(), which the DirectRunner calls for every bundle, and waits for its
+  publish futures every 100 messages. Plain-payload writes are replaced by
+  one client per process and one Publish request per PUBLISH_MESSAGES,
+  awaited before the bundle ends (at-least-once, as Beam's).
 
-Writes: Beam's WriteToPubSub (2.77) publishes from a DoFn that builds a
-PublisherClient (a gRPC channel) in setup(), which the DirectRunner calls
-for every bundle, and that waits for the publish futures every 100 messages
-(each wait also sits out the client's batching delay). `publish_per_bundle`
-replaces it, in a local pipeline only, with one client per process and one
-Publish request per PUBLISH_MESSAGES messages, awaited before the bundle
-ends (at-least-once, as Beam's). Other runners keep their own sink (on
-Dataflow, the service's).
+What each bought: benchmarks/optimisations.md.
 """
 import datetime
 import logging
@@ -43,9 +40,12 @@ import os
 import time
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pipeline import PTransformOverride
 
 from common.process_cache import load_once
+from pipelines.flags import Flag
 
 PULL_MESSAGES = 1000
 IDLE_WAIT_S = 1.0
@@ -55,14 +55,63 @@ FILL_S = 0.2
 PUBLISH_MESSAGES = 1000
 PUBLISH_BYTES = 9_000_000
 
+ENV_SWITCH = 'LOCAL_FAST_PUBSUB'
+FAST_PUBSUB = Flag(
+    'local_fast_pubsub', switch=True, default=True,
+    help='Local streaming runs only: read Pub/Sub in bundles of up to 1,000 '
+    'messages with a 1 s idle wait, and publish a bundle per request '
+    '(docs/architecture.md). false (or LOCAL_FAST_PUBSUB=0) keeps Beam\'s '
+    'DirectRunner reader and writer as they are.')
+
 _LOG = logging.getLogger(__name__)
 _installed = False
+_LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
+                  'SwitchingDirectRunner', 'PrismRunner')
+
+
+def is_local(options):
+  """True when the job runs in this process tree (not on Dataflow & co.)."""
+  runner = options.view_as(StandardOptions).runner
+  name = runner if isinstance(runner, str) else type(runner).__name__
+  return runner is None or name.split('.')[-1] in _LOCAL_RUNNERS
+
+
+def pick_runner(options):
+  """Picks the runner when the user named none (see the module doc);
+  returns `options`."""
+  standard = options.view_as(StandardOptions)
+  if standard.runner is None:
+    standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
+  direct = options.view_as(DirectOptions)
+  chosen = options.get_all_options(drop_default=True)
+  if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
+    direct.direct_running_mode = 'multi_threading'
+  return options
+
+
+def fast_pubsub(pipeline, flag=True):
+  """Whether `pipeline` gets the Pub/Sub speed-ups: a local streaming run,
+  with the flag on and the environment not saying 0."""
+  options = pipeline.options
+  return (flag and os.environ.get(ENV_SWITCH, '1') != '0' and is_local(options)
+          and options.view_as(StandardOptions).streaming)
+
+
+def speed_up(pipeline, flag=True):
+  """Applies the Pub/Sub speed-ups to a built `pipeline` when `fast_pubsub`
+  says so (call after the graph is built, before it runs); returns whether
+  they were applied."""
+  if not fast_pubsub(pipeline, flag):
+    return False
+  widen_pulls()
+  publish_per_bundle(pipeline)
+  return True
 
 
 class _Message(object):
   """The fields of a received message Beam's reader uses, read once from the
   protobuf: the client's proto-plus wrappers re-wrap a message on every
-  attribute read (~60 us of the reader's time per message)."""
+  attribute read, which was most of the reader's time per message."""
   __slots__ = ('data', 'attributes', 'message_id', 'publish_time',
                'ordering_key')
 

@@ -16,108 +16,92 @@ phase 2 alone with --replay_pending. Inputs = decisions + pending + dead letters
         --input 'out/two_phase/decisions_pending*' \\
         --phase2_model_dir data/models/two_phase/phase2/1 --output out/replayed
 """
-import argparse
 import logging
 import sys
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import file_inputs
-from transforms.keyed import keyed_input
+from pipelines import flags
+from pipelines import inputs
 from pipelines import launch
+from pipelines import local_runner
+from pipelines import model
+from pipelines import outputs
 from pipelines import summary
-from transforms.two_phase import forwarding
-from transforms.keyed import keys
-from transforms.io import sinks
-from transforms.io import sources
-from transforms.two_phase import cascade
-from transforms.keyed.features import ValidateFeatures
+from pipelines.flags import Flag
+from transforms.inference.chunked import default_threads
 from transforms.inference.signature_handler import DEFAULT_BATCH_SIZE as PHASE2_BATCH_SIZE
 from transforms.inference.signature_handler import SignatureModelHandler
-from transforms.record_chunks import ChunkRecords
 from transforms.inference.tflite_handler import DEFAULT_BATCH_SIZE as PHASE1_BATCH_SIZE
 from transforms.inference.tflite_handler import TFLiteTextModelHandler
+from transforms.io import sinks
+from transforms.io import sources
+from transforms.keyed import keys
+from transforms.keyed.features import ValidateFeatures
+from transforms.keyed.keyed_input import KeyedInput
+from transforms.record_chunks import ChunkRecords
+from transforms.two_phase import cascade
+from transforms.two_phase import forwarding
+
+DESCRIPTION = (
+    'Two-phase (cascade) predictions: a quantized TFLite model scores every '
+    'record, a larger SavedModel decides the records the first one is unsure '
+    'of. Unrecognised flags are Beam pipeline options.')
+FLAGS = (
+    Flag('input', repeat=True, required=True,
+         help='Input file pattern, local or gs:// (repeat the flag or '
+         'separate patterns with commas). With --replay_pending: pending '
+         'JSONL files.'),
+) + inputs.KEYED_INPUT + (
+    Flag('text_field', default='text',
+         help='Record field holding the text both phases read (default: '
+         'text).'),
+    Flag('phase1_model', template_type='GCS_READ_FILE',
+         help='Phase-1 .tflite model, local or gs://; its tokenizer is the '
+         '.tokenizer.json file beside it. Required unless --replay_pending.'),
+    Flag('phase1_batch_size', type=int, default=PHASE1_BATCH_SIZE,
+         help=f'Records per phase-1 interpreter call (default: '
+         f'{PHASE1_BATCH_SIZE}).'),
+    Flag('forward',
+         help='Which phase-1 scores go on to phase 2: "uncertain:LOW,HIGH" '
+         'forwards LOW <= score <= HIGH (below LOW is negative, above HIGH '
+         'positive); "positive:THRESHOLD" forwards score >= THRESHOLD for '
+         'phase 2 to confirm (below is negative). Required unless '
+         '--replay_pending.'),
+    Flag('phase2_model_dir',
+         help='Phase-2 SavedModel: local path, gs:// path or TF-Hub handle. '
+         'When omitted or unreadable, phase 2 is offline: forwarded records '
+         'go to the pending output.'),
+    Flag('phase2_signature', default='serving_default',
+         help='Phase-2 signature to call (default: serving_default).'),
+    Flag('phase2_input', default='reviews', template_type='TEXT',
+         help='Phase-2 signature input fed --text_field (default: reviews).'),
+    Flag('phase2_output', default='positive_review_probability',
+         template_type='TEXT',
+         help='Phase-2 output holding the positive probability (default: '
+         'positive_review_probability).'),
+    Flag('phase2_batch_size', type=int, default=PHASE2_BATCH_SIZE,
+         help=f'Records per phase-2 call (default: {PHASE2_BATCH_SIZE}).'),
+    model.INFERENCE_THREADS,
+    Flag('replay_pending', switch=True,
+         help='--input holds pending records from an earlier run: send them '
+         'through phase 2 alone (phase 1 is not run again).'),
+    Flag('output', required=True,
+         help='Output prefix for decision records (JSONL), local or gs://.'),
+    Flag('pending', template_type='GCS_WRITE_FILE',
+         help='Output prefix for pending records, as JSONL (default: '
+         '<output>_pending).'),
+    outputs.DEAD_LETTER_FILES,
+    outputs.NUM_SHARDS,
+)
+Options = flags.options_class('TwoPhase', FLAGS)
 
 
 def build_parser():
-  """The job's flags, declared once: --help, validation, README and the Flex
-  Template metadata all derive from this parser."""
-  parser = argparse.ArgumentParser(
-      prog='python -m pipelines.two_phase',
-      description='Two-phase (cascade) predictions: a quantized TFLite model '
-      'scores every record, a larger SavedModel decides the records the first '
-      'one is unsure of. Unrecognised flags are Beam pipeline options.')
-  parser.add_argument(
-      '--input', action='append', required=True,
-      help='Input file pattern, local or gs:// (repeat the flag or separate '
-      'patterns with commas). With --replay_pending: pending JSONL files.')
-  file_inputs.add_arguments(parser)
-  parser.add_argument(
-      '--text_field', default='text',
-      help='Record field holding the text both phases read (default: text).')
-  parser.add_argument(
-      '--phase1_model',
-      help='Phase-1 .tflite model, local or gs://; its tokenizer is the '
-      '.tokenizer.json file beside it. Required unless --replay_pending.')
-  parser.add_argument(
-      '--phase1_batch_size', type=int, default=PHASE1_BATCH_SIZE,
-      help=f'Records per phase-1 interpreter call (default: '
-      f'{PHASE1_BATCH_SIZE}).')
-  parser.add_argument(
-      '--forward',
-      help='Which phase-1 scores go on to phase 2: "uncertain:LOW,HIGH" '
-      'forwards LOW <= score <= HIGH (below LOW is negative, above HIGH '
-      'positive); "positive:THRESHOLD" forwards score >= THRESHOLD for phase 2 '
-      'to confirm (below is negative). Required unless --replay_pending.')
-  parser.add_argument(
-      '--phase2_model_dir',
-      help='Phase-2 SavedModel: local path, gs:// path or TF-Hub handle. '
-      'When omitted or unreadable, phase 2 is offline: forwarded records go '
-      'to the pending output.')
-  parser.add_argument(
-      '--phase2_signature', default='serving_default',
-      help='Phase-2 signature to call (default: serving_default).')
-  parser.add_argument(
-      '--phase2_input', default='reviews',
-      help='Phase-2 signature input fed --text_field (default: reviews).')
-  parser.add_argument(
-      '--phase2_output', default='positive_review_probability',
-      help='Phase-2 output holding the positive probability (default: '
-      'positive_review_probability).')
-  parser.add_argument(
-      '--phase2_batch_size', type=int, default=PHASE2_BATCH_SIZE,
-      help=f'Records per phase-2 call (default: {PHASE2_BATCH_SIZE}).')
-  keyed_input.add_inference_threads_argument(parser)
-  parser.add_argument(
-      '--replay_pending', **launch.SWITCH,
-      help='--input holds pending records from an earlier run: send them '
-      'through phase 2 alone (phase 1 is not run again).')
-  parser.add_argument(
-      '--output', required=True,
-      help='Output prefix for decision records (JSONL), local or gs://.')
-  parser.add_argument(
-      '--pending',
-      help='Output prefix for pending records, as JSONL (default: '
-      '<output>_pending).')
-  parser.add_argument(
-      '--dead_letter',
-      help='Output prefix for rejected records, as JSONL (default: '
-      '<output>_errors).')
-  parser.add_argument(
-      '--num_shards', type=int, default=0,
-      help='Output shards; 0 lets the runner decide (default).')
-  return parser
-
-
-def _check_inputs(args):
-  patterns = file_inputs.patterns_of(args)
-  file_inputs.check_patterns(patterns)
-  if args.replay_pending:
-    return patterns, 'jsonl'
-  return patterns, file_inputs.resolve_format(args, patterns)
+  """The job's flags: --help, validation, README and the Flex Template
+  metadata all derive from FLAGS."""
+  return flags.parser('python -m pipelines.two_phase', DESCRIPTION, FLAGS)
 
 
 def _check_phase1(args):
@@ -163,62 +147,80 @@ def _check_phase2(args):
   return None
 
 
-def validate(args):
-  """Checks the command line before anything runs; returns the resolved
-  configuration: (patterns, input format, forward rule or None, phase-2
-  unavailability reason or None)."""
-  for flag in ('phase1_batch_size', 'phase2_batch_size', 'max_text_bytes'):
-    if getattr(args, flag) < 1:
-      raise launch.UsageError(f'--{flag}', 'must be at least 1')
-  keyed_input.check_inference_threads(args)
-  patterns, input_format = _check_inputs(args)
-  rule = None if args.replay_pending else _check_phase1(args)
-  return patterns, input_format, rule, _check_phase2(args)
+class Job:
+  """The job's resolved configuration: every flag checked, once, before
+  anything runs; what `build` composes the pipeline from."""
+
+  def __init__(self, args, options):
+    from models.runtime import signatures as sigs
+    from models.runtime.signatures import TensorSpec
+    self.args = args
+    for flag in ('phase1_batch_size', 'phase2_batch_size'):
+      if getattr(args, flag) < 1:
+        raise launch.UsageError(f'--{flag}', 'must be at least 1')
+    if args.inference_threads is not None and args.inference_threads < 0:
+      raise launch.UsageError('--inference_threads', 'must be at least 0')
+    self.local = local_runner.is_local(options)
+    self.patterns = inputs.patterns_of(args.input)
+    inputs.check_patterns(self.patterns)
+    self.text_spec = {args.phase2_input: TensorSpec('string', (-1,))}
+    self.feature_map = {args.phase2_input: args.text_field}
+    if args.replay_pending:
+      self.input, self.rule = None, None
+      if args.max_text_bytes < 1:
+        raise launch.UsageError('--max_text_bytes', 'must be at least 1')
+    else:
+      self.input = inputs.keyed_input_config(
+          args, args.phase1_batch_size, self.local, self.patterns,
+          inputs.resolve_format(args.input_format, self.patterns),
+          chunk_flag='phase1_batch_size')
+      self.rule = _check_phase1(args)
+    self.phase2_unavailable = _check_phase2(args)
+    self.phase2_handler = None if self.phase2_unavailable else (
+        SignatureModelHandler(
+            args.phase2_model_dir, [args.phase2_input],
+            signature=args.phase2_signature, feature_map=self.feature_map,
+            model_version=sigs.default_model_version(args.phase2_model_dir),
+            batch_size=args.phase2_batch_size))
+    self.threads = (args.inference_threads if args.inference_threads is not None
+                    else default_threads(self.local))
+    # '_pending', not '-pending': when the decisions are finalized, Beam
+    # deletes stale shards matching '<output>-*-of-NNNNN.jsonl', which would
+    # include a '<output>-pending-00000-of-00001.jsonl' written moments
+    # earlier.
+    self.pending = args.pending or f'{args.output}_pending'
+    self.dead_letter = args.dead_letter or f'{args.output}_errors'
 
 
-def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
+def build(pipeline, job):
   """Composes the job on `pipeline`; returns the cascade.Cascaded outputs
-  of each part of the input (see keyed_input.keyed_valid_chunks).
+  of each part of the input (see transforms.keyed.keyed_input.KeyedChunks).
 
   The hot path moves chunks of records: read -> key and validate -> phase 1
   -> route -> phase 2 -> write, as batch_predict does.
   """
-  from models.runtime import signatures as sigs
-  from models.runtime.signatures import TensorSpec
-  text_spec = {args.phase2_input: TensorSpec('string', (-1,))}
-  feature_map = {args.phase2_input: args.text_field}
-  threads = keyed_input.inference_threads(
-      args, launch.is_local_runner(pipeline.options))
-  if phase2_unavailable:
+  args = job.args
+  if job.phase2_unavailable:
     logging.warning('phase 2 unavailable (%s): forwarded records go to '
-                    'pending', phase2_unavailable)
-    phase2_handler = None
-  else:
-    phase2_handler = SignatureModelHandler(
-        args.phase2_model_dir, [args.phase2_input],
-        signature=args.phase2_signature, feature_map=feature_map,
-        model_version=sigs.default_model_version(args.phase2_model_dir),
-        batch_size=args.phase2_batch_size)
+                    'pending', job.phase2_unavailable)
 
   def phase2(label):
     return f'Phase 2{label}' >> cascade.Phase2(
-        phase2_handler, args.phase2_output, phase2_unavailable, threads)
+        job.phase2_handler, args.phase2_output, job.phase2_unavailable,
+        job.threads)
 
   if args.replay_pending:
-    parts, dead = _pending_chunks(pipeline, args, patterns, text_spec,
-                                  feature_map)
+    parts, dead = _pending_chunks(pipeline, job)
     cascades = [chunks | phase2(label) for label, chunks in parts.items()]
   else:
-    read = keyed_input.read_chunks(pipeline, patterns, input_format,
-                                   args.phase1_batch_size)
-    parts, dead = keyed_input.keyed_valid_chunks(
-        pipeline, args, patterns, input_format, read, text_spec, feature_map,
-        args.phase1_batch_size)
+    keyed = pipeline | 'Keyed input' >> KeyedInput(
+        job.input, job.text_spec, job.feature_map)
+    parts, dead = keyed.parts, [keyed.dead_letter]
     phase1 = TFLiteTextModelHandler(args.phase1_model, args.text_field,
                                     batch_size=args.phase1_batch_size)
     cascades = [
         chunks | f'Two phases{label}' >> cascade.TwoPhaseCascadeChunks(
-            phase1, rule, phase2(label), threads)
+            phase1, job.rule, phase2(label), job.threads)
         for label, chunks in parts.items()]
   dead += [c.dead_letter for c in cascades]
 
@@ -226,55 +228,41 @@ def build(pipeline, args, patterns, input_format, rule, phase2_unavailable):
       sinks.WriteJsonLineChunks(args.output, args.num_shards))
   _ = (tuple(c.pending for c in cascades)
        | 'All pending' >> beam.Flatten()
-       | 'Write pending' >> sinks.WriteRecords(
-           _pending_prefix(args), 'jsonl', num_shards=args.num_shards))
+       | 'Write pending' >> sinks.WriteJsonLines(job.pending, args.num_shards))
   _ = (dead
        | 'All dead letters' >> beam.Flatten()
-       | 'Write dead letters' >> sinks.WriteDeadLetters(
-           args.dead_letter or f'{args.output}_errors'))
+       | 'Write dead letters' >> sinks.WriteDeadLetters(job.dead_letter))
   return cascades
 
 
-def _pending_chunks(pipeline, args, patterns, text_spec, feature_map):
+def _pending_chunks(pipeline, job):
   """--replay_pending: pending records -> ({'': chunks of (key, record)
   carrying their phase-1 result}, dead letters)."""
-  read = pipeline | 'Read' >> sources.ReadRecords(patterns, 'jsonl')
+  args = job.args
+  read = pipeline | 'Read' >> sources.ReadRecords(job.patterns, 'jsonl')
   keyed = read.main | 'From pending' >> cascade.FromPending()
   dead = [read.dead_letter, keyed.dead_letter]
   unique = keyed.main
   if not args.allow_duplicate_keys:
     deduped = unique | 'Deduplicate keys' >> keys.DeduplicateKeys(
-        bucketed=launch.is_local_runner(pipeline.options))
+        bucketed=job.local)
     unique = deduped.main
     dead.append(deduped.dead_letter)
   valid = unique | 'Validate text' >> ValidateFeatures(
-      text_spec, feature_map, args.max_text_bytes)
+      job.text_spec, job.feature_map, args.max_text_bytes)
   dead.append(valid.dead_letter)
   return {'': valid.main | 'Chunk' >> ChunkRecords(args.phase2_batch_size)}, dead
 
 
-def _pending_prefix(args):
-  # '_pending', not '-pending': when the decisions are finalized, Beam deletes
-  # stale shards matching '<output>-*-of-NNNNN.jsonl', which would include a
-  # '<output>-pending-00000-of-00001.jsonl' written moments earlier.
-  return args.pending or f'{args.output}_pending'
-
-
 def run(argv=None):
   """Runs the job; returns the summary figures as a dict."""
-  args, beam_args = launch.parse_args(build_parser(), argv)
-  patterns, input_format, rule, phase2_unavailable = validate(args)
-  options = launch.default_local_runner(PipelineOptions(beam_args))
-  started = time.time()
-  pipeline = beam.Pipeline(options=options)
-  build(pipeline, args, patterns, input_format, rule, phase2_unavailable)
-  result = pipeline.run()
-  result.wait_until_finish()
-  elapsed = time.time() - started
+  job, result, elapsed = launch.run_batch_job(
+      argv, build_parser(), FLAGS, Job, build)
+  args = job.args
 
   counts = summary.counters(result)
   phases = counts.get(cascade.NAMESPACE, {})
-  inputs = counts.get('read', {}).get(sources.RECORDS, 0)
+  read = counts.get('read', {}).get(sources.RECORDS, 0)
   by_phase1 = phases.get('decided_by_phase1', 0)
   by_phase2 = phases.get('decided_by_phase2', 0)
   forwarded = phases.get('forwarded', 0)
@@ -283,17 +271,17 @@ def run(argv=None):
   dead_total = sum(by_reason.values())
   scored = by_phase1 + forwarded
   figures = {
-      'inputs': inputs, 'decided_by_phase1': by_phase1,
+      'inputs': read, 'decided_by_phase1': by_phase1,
       'forwarded': forwarded, 'decided_by_phase2': by_phase2,
       'pending': pending, 'dead_letters': dead_total,
       'dead_letters_by_reason': by_reason,
       'forward_rate': round(forwarded / scored, 4) if scored else 0.0,
       'elapsed_s': round(elapsed, 2),
-      'records_per_s': round(inputs / elapsed, 1) if elapsed else 0.0,
-      'phase2_unavailable': phase2_unavailable,
-      'reconciled': inputs == by_phase1 + by_phase2 + pending + dead_total,
+      'records_per_s': round(read / elapsed, 1) if elapsed else 0.0,
+      'phase2_unavailable': job.phase2_unavailable,
+      'reconciled': read == by_phase1 + by_phase2 + pending + dead_total,
   }
-  rows = [('inputs', inputs)]
+  rows = [('inputs', read)]
   if not args.replay_pending:
     rows += [('decided by phase 1', by_phase1), ('forwarded', forwarded),
              ('forward rate', f'{figures["forward_rate"]:.1%}')]
@@ -304,11 +292,11 @@ def run(argv=None):
       ('inputs = decisions + pending + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
       ('decisions under', f'{args.output}*'),
-      ('pending under', f'{_pending_prefix(args)}*'),
-      ('dead letters under', f'{args.dead_letter or args.output + "_errors"}*'),
+      ('pending under', f'{job.pending}*'),
+      ('dead letters under', f'{job.dead_letter}*'),
   ]
-  if phase2_unavailable:
-    rows.append(('phase 2 unavailable', phase2_unavailable))
+  if job.phase2_unavailable:
+    rows.append(('phase 2 unavailable', job.phase2_unavailable))
   print(summary.format_summary('two_phase summary', rows))
   return figures
 

@@ -3,7 +3,7 @@
 A request only puts one tuple on a bounded queue (never waiting: when the
 queue is full the entry is dropped and counted, because serving matters more
 than logging). A background thread samples by key, builds the rows with
-`common.prediction_log_row` (the same builder as the Beam-side writer) and
+`common.records.prediction_log` (the same builder as the Beam-side writer) and
 appends them as JSON lines.
 
 Files are safe to pick up: rows go to `predictions-...jsonl.inprogress`,
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 
-from common import prediction_log_row
+from common.records import prediction_log as log_record
 LOG = logging.getLogger('serving')
 IN_PROGRESS = '.inprogress'
 _STOP = object()
@@ -124,9 +124,9 @@ class PredictionLogWriter:
 
   def _write(self, instances, keys, predictions, when):
     for instance, key, prediction in zip(instances, keys, predictions):
-      if not prediction_log_row.sampled(sampling_id(key, instance), self.rate):
+      if not log_record.sampled(sampling_id(key, instance), self.rate):
         continue
-      row = prediction_log_row.log_row(
+      row = log_record.log_row(
           self.model, self.model_version, key, instance, prediction, when)
       if self._file is None:
         self._open()

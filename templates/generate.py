@@ -17,9 +17,7 @@ import json
 import re
 import sys
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from pipelines import launch
+from pipelines import flags
 from templates import dataflow_api
 from templates import registry
 
@@ -46,21 +44,23 @@ class GenerationError(Exception):
   """A flag that cannot be offered as a Flex Template parameter."""
 
 
-def param_type(action, overrides=None):
+def param_type(action):
   """The ParameterMetadata paramType for one argparse action.
 
-  Value kinds come from the declaration (choices -> ENUM, launch.boolean ->
+  The flag's declared `template_type` (pipelines.flags.Flag) wins. Value
+  kinds come from the declaration (choices -> ENUM, flags.boolean ->
   BOOLEAN, int/float -> NUMBER); resources from naming conventions:
   *_subscription, *_topic, *_table; *_dir a GCS folder; input*/*_pattern a
   GCS file pattern to read; output*/*_prefix/dead_letter a GCS prefix to
-  write. Everything else is TEXT. `overrides` ({dest: paramType}) wins.
+  write. Everything else is TEXT.
   """
   name = action.dest
-  if overrides and name in overrides:
-    return overrides[name]
+  declared = getattr(action, 'template_type', None)
+  if declared:
+    return declared
   if action.choices:
     return 'ENUM'
-  if action.type is launch.boolean:
+  if action.type is flags.boolean:
     return 'BOOLEAN'
   if action.type in _NUMBER_REGEX:
     return 'NUMBER'
@@ -82,7 +82,7 @@ def regexes(action):
   """Value checks the Dataflow service applies before launching anything."""
   if action.choices:
     return ['^(' + '|'.join(re.escape(str(c)) for c in action.choices) + ')$']
-  if action.type is launch.boolean:
+  if action.type is flags.boolean:
     return [BOOLEAN_REGEX]
   if action.type in _NUMBER_REGEX:
     return [_NUMBER_REGEX[action.type]]
@@ -96,7 +96,7 @@ def _help_text(parser, action):
 
 def _flag_actions(parser):
   """The parser's --flags, refusing any a template could not set."""
-  beam_options = set(PipelineOptions([]).get_all_options())
+  beam_options = flags.beam_option_names()
   actions = []
   for action in parser._actions:  # pylint: disable=protected-access
     if isinstance(action, argparse._HelpAction):  # pylint: disable=protected-access
@@ -111,7 +111,7 @@ def _flag_actions(parser):
     if action.nargs == 0:
       raise GenerationError(
           f'{parser.prog}: {flag} takes no value, but a template passes '
-          f'{flag}=value; declare it with **launch.SWITCH')
+          f'{flag}=value; declare it as a pipelines.flags.Flag(switch=True)')
     if action.dest in beam_options:
       raise GenerationError(
           f'{parser.prog}: {flag} shadows the Beam pipeline option of the '
@@ -122,7 +122,7 @@ def _flag_actions(parser):
   return actions
 
 
-def parameters(parser, overrides=None):
+def parameters(parser):
   """One ParameterMetadata per flag of `parser`, in declaration order."""
   params = []
   for action in _flag_actions(parser):
@@ -131,7 +131,7 @@ def parameters(parser, overrides=None):
         'label': action.dest.replace('_', ' ').capitalize(),
         'helpText': _help_text(parser, action),
         'isOptional': not action.required,
-        'paramType': param_type(action, overrides),
+        'paramType': param_type(action),
     }
     if action.choices:
       param['enumOptions'] = [{'value': str(c)} for c in action.choices]
@@ -155,7 +155,7 @@ def metadata(template):
       # The first paragraph: module docstrings go on to usage examples.
       'description': ' '.join(parser.description.split('\n\n')[0].split()),
       'streaming': template.streaming,
-      'parameters': parameters(parser, dict(template.param_types)),
+      'parameters': parameters(parser),
   }
   problems = dataflow_api.errors(meta, 'TemplateMetadata')
   if problems:

@@ -16,14 +16,11 @@ REPO_ROOT = TEMPLATES_DIR.parent
 @dataclasses.dataclass(frozen=True)
 class Template:
   """A pipeline module `pipelines.<pipeline>` published as a Flex Template.
-
-  `param_types` overrides the paramType that flag naming conventions imply
-  (see generate.param_type) for flags whose names do not say what they hold.
-  """
+  (A flag whose name does not say what it holds declares its template
+  type itself: pipelines.flags.Flag.template_type.)"""
   pipeline: str
   title: str
   streaming: bool = False
-  param_types: tuple = ()
 
   @property
   def module(self):
@@ -38,18 +35,10 @@ class Template:
 
 
 TEMPLATES = (
-    Template('batch_predict', 'Resilient keyed batch predictions',
-             param_types=(('prediction_log', 'GCS_WRITE_FILE'),)),
-    Template('moderate', 'Streaming comment moderation', streaming=True,
-             param_types=(('alias_table', 'GCS_READ_FILE'),)),
-    Template('evaluate', 'Continuous evaluation of a prediction log',
-             param_types=(('predictions', 'GCS_READ_FILE'),
-                          ('ground_truth', 'GCS_READ_FILE'),
-                          ('output', 'GCS_WRITE_FOLDER'))),
-    Template('two_phase', 'Two-phase (cascade) predictions',
-             param_types=(('phase1_model', 'GCS_READ_FILE'),
-                          ('phase2_input', 'TEXT'), ('phase2_output', 'TEXT'),
-                          ('pending', 'GCS_WRITE_FILE'))),
+    Template('batch_predict', 'Resilient keyed batch predictions'),
+    Template('moderate', 'Streaming comment moderation', streaming=True),
+    Template('evaluate', 'Continuous evaluation of a prediction log'),
+    Template('two_phase', 'Two-phase (cascade) predictions'),
 )
 
 

@@ -8,7 +8,7 @@ import datetime
 import json
 import random
 
-from common.prediction_log_row import log_row
+from common.records.prediction_log import log_row
 
 POS, NEG = 'positive', 'negative'
 AS_OF = datetime.datetime(2026, 1, 10, 12, tzinfo=datetime.timezone.utc)

@@ -10,6 +10,7 @@ import pytest
 from models.runtime import predictor
 from pipelines import batch_predict
 from pipelines import launch
+from pipelines import local_runner
 from tests import batch_io
 from tests.tiny_models import POISON
 
@@ -251,7 +252,7 @@ def test_command_line_entry_point_exits_2_without_traceback(tmp_path):
 
 def test_prediction_log_samples_the_same_keys_on_every_run(
     tmp_path, tiny_model_dir):
-  from common.prediction_log_row import sampled
+  from common.records.prediction_log import sampled
   pattern = batch_io.write_shards(tmp_path / 'in', ROWS, 'jsonl', 3)
   logs = []
   for run in ('a', 'b'):
@@ -278,9 +279,9 @@ def test_prediction_log_samples_the_same_keys_on_every_run(
 def test_local_and_distributed_runners_are_told_apart():
   from apache_beam.options.pipeline_options import PipelineOptions
   for runner in ('FnApiRunner', 'DirectRunner', 'BundleBasedDirectRunner'):
-    assert launch.is_local_runner(PipelineOptions(['--runner', runner]))
-  assert launch.is_local_runner(PipelineOptions([]))
-  assert not launch.is_local_runner(
+    assert local_runner.is_local(PipelineOptions(['--runner', runner]))
+  assert local_runner.is_local(PipelineOptions([]))
+  assert not local_runner.is_local(
       PipelineOptions(['--runner', 'DataflowRunner']))
 
 
@@ -289,11 +290,10 @@ def test_local_and_distributed_runners_are_told_apart():
 def test_default_inference_threads_follow_the_cores_this_process_may_use():
   # Pinned to one core (a container's cpuset, taskset), a worker sees one
   # core, not the host's count: one model call in flight beside it.
-  code = ('import os, argparse; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
-          'from pipelines import launch; from transforms.keyed import keyed_input; '
-          'args = argparse.Namespace(inference_threads=None); '
-          'print(launch.usable_cores(), keyed_input.inference_threads(args, True), '
-          'keyed_input.inference_threads(args, False))')
+  code = ('import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
+          'from transforms.inference import chunked; '
+          'print(chunked.usable_cores(), chunked.default_threads(True), '
+          'chunked.default_threads(False))')
   out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                        text=True, check=True).stdout.split()
   assert out == ['1', '2', '0']
@@ -304,7 +304,7 @@ def test_direct_num_workers_alone_means_worker_threads(tmp_path, tiny_model_dir)
   from apache_beam.options.pipeline_options import PipelineOptions
 
   def mode(*argv):
-    options = launch.default_local_runner(PipelineOptions(list(argv)))
+    options = local_runner.pick_runner(PipelineOptions(list(argv)))
     return options.view_as(DirectOptions).direct_running_mode
   assert mode() == 'in_memory'
   assert mode('--direct_num_workers=2') == 'multi_threading'

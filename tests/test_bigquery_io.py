@@ -8,12 +8,13 @@ from apache_beam.testing.util import equal_to
 from harness.bigquery import bigquery_emulator  # noqa: F401
 from harness.gcs import gcs_emulator  # noqa: F401
 from transforms.io import bigquery as bigquery_io
-from transforms.io import bigquery_schemas
-F = bigquery_schemas.field
-SCHEMA = {'fields': [
-    F('key', 'STRING', 'REQUIRED'), F('score', 'FLOAT'),
-    F('tags', 'STRING', 'REPEATED'),
-    F('at', 'TIMESTAMP', 'REQUIRED')]}
+from common.records import prediction
+from common.schema import Field
+from common.schema import Shape
+SHAPE = Shape('row', (
+    Field('key', 'string', required=True), Field('score', 'float'),
+    Field('tags', 'string', depth=1),
+    Field('at', 'timestamp', required=True)), partition='at')
 ROWS = [{'key': f'r{i}', 'score': i / 4, 'tags': ['a', 'b'][:i % 3],
          'at': f'2026-01-0{1 + i % 3}T12:00:00+00:00'} for i in range(8)]
 
@@ -34,7 +35,7 @@ def test_rows_round_trip_through_a_partitioned_table(
   bq, name = bigquery_emulator, f'round_trip_{method.lower()}'
   with beam.Pipeline(options=_options(gcs_emulator)) as p:
     dead = (p | beam.Create(ROWS)
-            | bigquery_io.WriteTable(bq.table(name), SCHEMA, 'at', method))
+            | bigquery_io.WriteTable(bq.table(name), SHAPE, method))
     assert_that(dead, equal_to([]))
   table = bq.client().get_table(f'{bq.project}.{bq.dataset}.{name}')
   if method == 'STREAMING_INSERTS':
@@ -58,8 +59,7 @@ def test_a_row_that_does_not_match_the_schema_is_a_dead_letter(
          {'key': 'b3', 'score': 1.0}]
   with beam.Pipeline(options=_options(gcs_emulator)) as p:
     dead = (p | beam.Create(ROWS[:3] + bad)
-            | bigquery_io.WriteTable(bq.table(name), SCHEMA, 'at',
-                                     'FILE_LOADS'))
+            | bigquery_io.WriteTable(bq.table(name), SHAPE, 'FILE_LOADS'))
     assert_that(dead | beam.Map(lambda d: (d['key'], d['reason'], d['error'])),
                 equal_to([
                     ('b1', 'schema_mismatch', "score: str 'high' is not FLOAT"),
@@ -83,7 +83,7 @@ def test_rows_bigquery_rejects_are_dead_letters_not_a_failed_job(
   bq.client().create_table(older)
   with beam.Pipeline(options=_options(gcs_emulator)) as p:
     dead = (p | beam.Create(ROWS[:4])
-            | bigquery_io.WriteTable(bq.table(name), SCHEMA, 'at',
+            | bigquery_io.WriteTable(bq.table(name), SHAPE,
                                      'STREAMING_INSERTS', insert_retries=1))
     assert_that(dead | beam.Map(lambda d: (d['key'], d['reason'],
                                            d['stage'], d['raw'])),
@@ -101,11 +101,13 @@ def test_rows_bigquery_rejects_are_dead_letters_not_a_failed_job(
     ({'key': None, 'at': 'x'}, 'key: required, missing'),
 ])
 def test_row_problem_names_the_first_mismatch(row, problem):
-  assert bigquery_io.row_problem(row, SCHEMA['fields']) == problem
+  assert bigquery_io.row_problem(
+      row, SHAPE.bigquery_schema()['fields']) == problem
 
 
 def test_row_problem_descends_into_records():
-  fields = [F('p', 'RECORD', 'REQUIRED', [F('x', 'FLOAT'), F('n', 'INTEGER')])]
+  fields = [Field('p', 'record', required=True, fields=(
+      Field('x', 'float'), Field('n', 'int'))).bigquery()]
   assert bigquery_io.row_problem({'p': {'x': 0.5, 'n': '7'}}, fields) is None
   assert bigquery_io.row_problem({'p': {'x': 'big'}}, fields) == (
       "p.x: str 'big' is not FLOAT")
@@ -130,7 +132,7 @@ def test_parse_table_rejects(spec):
 def test_predictions_schema_follows_the_signature(tiny_model_dir):
   from models.runtime import signatures
   outputs = signatures.get_signature(tiny_model_dir).outputs
-  schema = bigquery_schemas.predictions_schema(outputs, ['source'])
+  schema = prediction.shape(outputs, ['source']).bigquery_schema()
   names = [f['name'] for f in schema['fields']]
   assert names == ['key', 'model_version', 'predictions', 'predicted_at',
                    'source']

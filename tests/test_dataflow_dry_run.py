@@ -26,15 +26,18 @@ def batch_predict_argv(tmp_path, tiny_model_dir):
           '--output', 'gs://test-bucket/out/predictions']
 
 
+KEYED = 'Keyed input/'
 BATCH_PREDICT_STAGES = {
-    'Read', 'Read keys', 'Find duplicate keys', 'Key and validate',
-    'Deduplicate keys', 'Validate kept duplicates', 'Predict',
+    KEYED + 'Read', KEYED + 'Read keys', KEYED + 'Find duplicate keys',
+    KEYED + 'Key and validate', KEYED + 'Deduplicate keys',
+    KEYED + 'Validate kept duplicates', 'Predict',
     'Predict/Infer/RunInference', 'Predict/Format', 'Predict kept duplicates',
     'Write predictions', 'All dead letters', 'Write dead letters'}
 
 DUPLICATE_STAGES = {
-    'Read keys', 'Find duplicate keys', 'Deduplicate keys',
-    'Validate kept duplicates', 'Predict kept duplicates'}
+    KEYED + 'Read keys', KEYED + 'Find duplicate keys',
+    KEYED + 'Deduplicate keys', KEYED + 'Validate kept duplicates',
+    'Predict kept duplicates'}
 
 
 def test_batch_predict_job_with_setup_file(
@@ -50,10 +53,10 @@ def test_batch_predict_job_with_setup_file(
   # On Dataflow duplicates are found per key (a combiner over keys; memory
   # bounded by one key's records), not in the local runners' one Counter or
   # hash buckets.
-  assert 'Find duplicate keys/Count per key' in built.transform_names
-  assert 'Find duplicate keys/Count keys' not in built.transform_names
-  assert 'Deduplicate keys/As lists' in built.transform_names
-  assert 'Deduplicate keys/Bucket keys' not in built.transform_names
+  assert KEYED + 'Find duplicate keys/Count per key' in built.transform_names
+  assert KEYED + 'Find duplicate keys/Count keys' not in built.transform_names
+  assert KEYED + 'Deduplicate keys/As lists' in built.transform_names
+  assert KEYED + 'Deduplicate keys/Bucket keys' not in built.transform_names
   assert built.job.name == 'batch-predict-20261125'
   assert built.job.type_.name == 'JOB_TYPE_BATCH'
   [image] = built.container_images

@@ -11,7 +11,7 @@ from pipelines import evaluate
 from tests import evaluation_data as data
 from harness.bigquery import bigquery_emulator  # noqa: F401
 from harness.gcs import gcs_emulator  # noqa: F401
-from transforms.io import bigquery_schemas
+from common.records import prediction_log
 LABELS_SCHEMA = [bigquery.SchemaField('key', 'STRING'),
                  bigquery.SchemaField('groundtruth', 'STRING'),
                  bigquery.SchemaField('labeled_at', 'TIMESTAMP')]
@@ -38,8 +38,8 @@ def test_tables_in_metrics_table_out_match_the_files_run(
   bq = bigquery_emulator
   predictions, labels = data.binary_world(n_keys=120)
   log_schema = [bigquery.SchemaField.from_api_repr(f)
-                for f in bigquery_schemas.PREDICTION_LOG_SCHEMA['fields']]
-  # Log rows (common.prediction_log_row) already hold JSON text, as the
+                for f in prediction_log.SHAPE.bigquery_schema()['fields']]
+  # Log rows (common.records.prediction_log) already hold JSON text, as the
   # book's table does.
   _load(bq, 'prediction_log', predictions, log_schema)
   _load(bq, 'ground_truth', labels, LABELS_SCHEMA)

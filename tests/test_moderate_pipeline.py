@@ -12,7 +12,7 @@ from harness.comments_demo import make_comments
 from transforms.moderation.comments import parse_timestamp
 from transforms.moderation.entities import LocalEntityFn
 from transforms.moderation.entities import keep
-from transforms.moderation.rule import replay
+from harness.moderation_fixtures import replay
 
 
 def _read(pattern):

@@ -22,7 +22,7 @@ from harness.moderation_fixtures import comment
 from harness.moderation_fixtures import keyed
 from transforms.dead_letter import DEAD_LETTER
 from transforms.moderation.rule import ModerateComments
-from transforms.moderation.rule import replay
+from harness.moderation_fixtures import replay
 
 DAY = 24 * HOUR
 

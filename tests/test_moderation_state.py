@@ -13,7 +13,7 @@ from harness.moderation_fixtures import HOUR
 from harness.moderation_fixtures import T0
 from harness.moderation_fixtures import comment
 from transforms.moderation.rule import ModerateComments
-from transforms.moderation.rule import replay
+from harness.moderation_fixtures import replay
 
 DAY = 24 * HOUR
 

@@ -1,4 +1,4 @@
-"""The Beam prediction-log writer (rows and sampling: test_prediction_log_row)."""
+"""The Beam prediction-log writer (rows and sampling: test_prediction_log_record)."""
 import glob
 import json
 
@@ -8,8 +8,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from common.prediction_log_row import log_row
-from common.prediction_log_row import sampled
+from common.records.prediction_log import log_row
+from common.records.prediction_log import sampled
 from transforms.inference.prediction_log import PredictionLogRows
 from transforms.inference.prediction_log import WritePredictionLog
 

@@ -17,8 +17,8 @@ from transforms.keyed import keys
 from transforms.dead_letter import DEAD_LETTER
 from transforms.inference.chunked import RunChunkInference
 from transforms.inference.signature_handler import SignatureModelHandler
-from transforms.keyed.keyed_chunks import DUPLICATED
-from transforms.keyed.keyed_chunks import KeyAndValidateChunks
+from transforms.keyed.keyed_input import DUPLICATED
+from transforms.keyed.keyed_input import KeyAndValidateChunks
 from transforms.record_chunks import ChunkRecords
 from transforms.record_chunks import Rechunk
 from transforms.record_chunks import Unchunk
@@ -26,6 +26,7 @@ from transforms.record_chunks import Unchunk
 SPECS = {'reviews': TensorSpec('string', (-1,)),
          'stars': TensorSpec('float32', (-1,))}
 FEATURES = {'reviews': 'text'}
+RULE = keys.KeyRule('key', keys.FROM_FIELD)
 
 
 def _records(seed=0, n=300):
@@ -54,7 +55,7 @@ def _records(seed=0, n=300):
 def _per_record(records, duplicated):
   """What AttachKeys then ValidateFeatures give, record by record (their
   DoFns called directly): (main, duplicated, dead letters)."""
-  attach = keys._AttachKeys('key', keys.FROM_FIELD)  # pylint: disable=protected-access
+  attach = keys._AttachKeys(RULE)  # pylint: disable=protected-access
   validate = features._ValidateFeatures(SPECS, FEATURES, 20)  # pylint: disable=protected-access
   main, dups, dead = [], [], []
   for record in records:
@@ -99,8 +100,7 @@ def test_key_and_validate_chunks_match_attach_keys_then_validate():
     chunked = (p
                | beam.Create(records)
                | ChunkRecords(7)
-               | KeyAndValidateChunks('key', keys.FROM_FIELD, SPECS, FEATURES,
-                                      20, counts))
+               | KeyAndValidateChunks(RULE, SPECS, FEATURES, 20, counts))
     assert_that(chunked.main | beam.Map(len), _at_most(7), label='sizes')
     assert_that(chunked.main | Unchunk() | 'Main' >> beam.Map(_pair),
                 equal_to([_pair(kv) for kv in main]), label='main')
@@ -121,7 +121,7 @@ def test_find_duplicate_keys_in_memory_and_per_key_agree():
       found = (p
                | beam.Create(records)
                | ChunkRecords(64)
-               | keys.FindDuplicateKeys('key', keys.FROM_FIELD, in_memory))
+               | keys.FindDuplicateKeys(RULE, in_memory))
       assert_that(found, equal_to(expected))
 
 

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from common.prediction_log_row import sampled
+from common.records.prediction_log import sampled
 from serving import config as serving_config
 from serving.app import create_app
 from serving.prediction_log import IN_PROGRESS

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pipelines import launch
+from pipelines import flags
 from templates import dataflow_api
 from templates import generate
 from templates import registry
@@ -126,7 +126,7 @@ def test_regexes_refuse_what_the_parser_refuses(template):
 
 def test_switches_work_bare_and_with_a_value():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--flag', **launch.SWITCH, help='h')
+  flags.Flag('flag', switch=True, help='h').add_to(parser)
   assert parser.parse_args([]).flag is False
   assert parser.parse_args(['--flag']).flag is True
   assert parser.parse_args(['--flag=true']).flag is True
@@ -166,8 +166,10 @@ def test_param_types_follow_flag_naming_conventions():
       'output_dir': 'GCS_WRITE_FOLDER', 'output': 'GCS_WRITE_FILE',
       'dead_letter': 'GCS_WRITE_FILE', 'feature_map': 'TEXT',
       'format': 'ENUM', 'rate': 'NUMBER'}
-  overridden = generate.parameters(parser, {'feature_map': 'GCS_READ_FILE'})
-  assert overridden[-3]['paramType'] == 'GCS_READ_FILE'
+  declared = flags.Flag('declared', template_type='GCS_READ_FILE', help='h')
+  declared.add_to(parser)
+  overridden = generate.parameters(parser)
+  assert overridden[-1]['paramType'] == 'GCS_READ_FILE'
 
 
 def test_options_doc_lists_every_flag_of_every_pipeline():

@@ -19,6 +19,8 @@ from transforms.two_phase import forwarding
 from transforms.two_phase import cascade
 from transforms.inference.signature_handler import SignatureModelHandler
 from transforms.inference.tflite_handler import TFLiteTextModelHandler
+from transforms.record_chunks import ChunkRecords
+from transforms.record_chunks import Unchunk
 
 WORDS = ['great', 'film', 'awful', 'acting', 'loved', 'boring', 'it',
          'wonderful', 'mess', 'story']
@@ -224,15 +226,16 @@ def test_cascade_transform_in_a_test_pipeline(tiny_phase1, tiny_model_dir):
   with TestPipeline('FnApiRunner') as p:
     out = (p
            | beam.Create([(r['key'], r) for r in ROWS])
-           | cascade.TwoPhaseCascade(
+           | ChunkRecords(8)
+           | cascade.TwoPhaseCascadeChunks(
                TFLiteTextModelHandler(phase1, batch_size=8), rule,
                cascade.Phase2(SignatureModelHandler(
                    tiny_model_dir, ['reviews'], feature_map={
                        'reviews': 'text'}, batch_size=8),
                    'positive_review_probability')))
     assert_that(
-        out.decisions | beam.Map(lambda d: (d['key'], d['decision'],
-                                            d['decided_by'])),
+        out.decisions | Unchunk() | beam.Map(
+            lambda d: (d['key'], d['decision'], d['decided_by'])),
         equal_to([(k, v[0], v[1]) for k, v in expected.items()]))
     assert_that(out.pending, equal_to([]), label='no pending')
     assert_that(out.dead_letter, equal_to([]), label='no dead letters')

@@ -1,36 +1,21 @@
-"""The dead-letter record and the side-output convention shared by every stage.
+"""The dead-letter side output: how every stage rejects an element.
 
 Nothing is lost: a DoFn that cannot process an element yields it, complete and
 with a reason, on the `DEAD_LETTER` side output instead of raising. Pipelines
 flatten every stage's dead letters into one sink, so that for every run
 inputs = outputs + dead letters, and count them by reason in Beam metrics.
 
-Shape (the same in every pipeline):
-  {"key": str|None, "stage": str, "reason": str, "raw": <original record>,
-   "error": str (optional, human detail)}
+The record's shape (the same in every pipeline) is common.records.dead_letter.
 """
 import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from common.json_safe import json_safe
+from common.records import dead_letter as dead_letter_records
 
 DEAD_LETTER = 'dead_letter'
 METRICS_NAMESPACE = 'dead_letter'
-
-
-def dead_letter_record(key, stage, reason, raw, error=None):
-  """Builds one dead-letter record; `raw` is made JSON-safe here, once."""
-  record = {
-      'key': None if key is None else str(key),
-      'stage': stage,
-      'reason': reason,
-      'raw': json_safe(raw),
-  }
-  if error:
-    record['error'] = str(error)
-  return record
 
 
 def reject(key, stage, reason, raw, error=None):
@@ -41,7 +26,7 @@ def reject(key, stage, reason, raw, error=None):
   """
   Metrics.counter(METRICS_NAMESPACE, reason).inc()
   return beam.pvalue.TaggedOutput(
-      DEAD_LETTER, dead_letter_record(key, stage, reason, raw, error))
+      DEAD_LETTER, dead_letter_records.record(key, stage, reason, raw, error))
 
 
 class Routed(typing.NamedTuple):

@@ -6,7 +6,6 @@ constructed, before any worker starts; reading the signature definitions from
 restore variables, so a wrong flag fails fast with a clear message.
 """
 import dataclasses
-import os
 
 DEFAULT_SIGNATURE = 'serving_default'
 _HUB_PREFIXES = ('http://', 'https://')

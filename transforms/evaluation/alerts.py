@@ -19,6 +19,8 @@ import re
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from common.records.evaluation import alert_record
+
 METRICS_NAMESPACE = 'evaluation_alerts'
 SCALAR_METRICS = ('count', 'labelled', 'label_coverage', 'accuracy',
                   'macro_precision', 'macro_recall', 'macro_f1',
@@ -83,30 +85,6 @@ def parse_rule(text):
     ) from None
   return Rule(text.strip(), metric, label, match.group('op'), threshold,
               bool(match.group('drop')))
-
-
-def alert_record(rule, record, value, previous=None, drop=None):
-  """The alert record; for drop rules `drop` is what crossed the threshold."""
-  out = {
-      'model': record['model'],
-      'model_version': record['model_version'],
-      'slice': record['slice'],
-      'time_slice': record['time_slice'],
-      'period': record['period'],
-      'segment_name': record['segment_name'],
-      'segment_value': record['segment_value'],
-      'metric': rule.metric_name,
-      'value': value,
-      'rule': rule.text,
-      'kind': 'drop' if rule.drop else 'threshold',
-      'threshold': rule.threshold,
-      'labelled': record['labelled'],
-  }
-  if previous is not None:
-    out['previous_period'] = previous['period']
-    out['previous_value'] = rule.value(previous, 0)
-    out['drop'] = drop
-  return out
 
 
 class _Counts:

@@ -10,14 +10,7 @@ The book's continued-model-evaluation pattern as one composite transform:
       -> slice records --Alerts--> alert records
   and every rejected row -> dead letters (one shape, with a reason).
 
-Slice record (one per model, version and slice; JSON-ready):
-  {"model", "model_version", "slice", "time_slice": day|week|month|all|window,
-   "period", "segment_name", "segment_value", "window_start"?, "window_end"?,
-   "count", "labelled", "label_coverage", "accuracy", "macro_precision",
-   "macro_recall", "macro_f1", "weighted_f1",
-   "per_class": [{"label", "precision", "recall", "f1", "support"}],
-   "confusion_matrix": {"labels": [...], "matrix": [[true x predicted]]},
-   "roc_auc", "log_loss"}   (null where undefined)
+The slice and alert records are common.records.evaluation's.
 """
 import datetime
 

@@ -7,7 +7,7 @@ segments are split out, binary scores are turned into labels. Everything
 downstream works on small tuples (the join shuffles them, the combiners add
 them up), which keeps per-element Python work small.
 
-Prediction rows may be the prediction log's rows (models/prediction_log_row)
+Prediction rows may be the prediction log's rows (common/records/prediction_log.py)
 or batch_predict's keyed records ({"key", "model_version", "predictions":
 {output: value}, "predicted_at"}), so a batch run can be evaluated directly.
 """

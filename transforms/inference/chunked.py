@@ -18,8 +18,9 @@ the previous ones; results, order within a bundle and failure isolation are
 unchanged. Only for the global window (batch jobs): pending batches are
 drained at the end of each bundle, which must emit in the one window there is.
 """
-import concurrent.futures
 import collections
+import concurrent.futures
+import os
 import threading
 import time
 
@@ -31,6 +32,25 @@ from apache_beam.transforms.window import GlobalWindows
 
 _POOLS = {}
 _POOLS_LOCK = threading.Lock()
+
+
+def usable_cores():
+  """Cores this process may run on: its CPU affinity where the OS keeps one
+  (a container or `taskset` pinned to a cpuset sees its share, not the
+  host's count), else os.cpu_count()."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # no affinity on this platform
+    return os.cpu_count() or 1
+
+
+def default_threads(local):
+  """Model calls in flight per process when the job does not say: on a
+  local runner one more than the usable cores, at most 4, so the model
+  keeps every core busy while the worker thread does the Python steps
+  (benchmarks/optimisations.md has the measured best); elsewhere 0 (a
+  distributed runner already runs a worker per core)."""
+  return min(4, usable_cores() + 1) if local else 0
 
 
 def _pool(threads):

@@ -7,16 +7,17 @@ pipeline has after inference:
          "model": str, "model_version": str,
          "time": ISO-8601 UTC str})
 Keys outside the deterministic `sample_rate` sample are dropped; the others
-become rows of the book's prediction-log table (common/prediction_log_row.py),
-written as JSON lines under `prefix`. Rows are built and serialised a chunk
-at a time in the stage that formats the predictions, so logging every
-prediction costs ~2 us per record instead of a runner round trip per record.
+become rows of the book's prediction-log table
+(common/records/prediction_log.py), written as JSON lines under `prefix`.
+Rows are built and serialised a chunk at a time in the stage that formats
+the predictions, so logging a prediction costs a dict and a JSON line, not
+a runner round trip per record.
 """
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from common.prediction_log_row import log_row
-from common.prediction_log_row import sampled
+from common.records.prediction_log import log_row
+from common.records.prediction_log import sampled
 from common.json_safe import json_safe
 from transforms.io.sinks import WriteJsonLineChunks
 

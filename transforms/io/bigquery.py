@@ -2,8 +2,8 @@
 
 ReadTable   ReadFromBigQuery of a table (Storage Read API, DIRECT_READ) or of
             a query, into dict records counted as `read/records`.
-WriteTable  WriteToBigQuery into a day-partitioned table created from a schema
-            in transforms.io.bigquery_schemas. No row fails the job: a row that
+WriteTable  WriteToBigQuery into a day-partitioned table created from a record
+            shape (common.records). No row fails the job: a row that
             does not match the schema leaves as a `schema_mismatch` dead letter
             before it is sent (so a FILE_LOADS load job never fails on it), and
             a row BigQuery itself rejects (STREAMING_INSERTS: e.g. a table that
@@ -25,10 +25,9 @@ import logging
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.io import bigquery_schemas
+from common.records import dead_letter
 from transforms.dead_letter import METRICS_NAMESPACE
 from transforms.dead_letter import RoutedParDo
-from transforms.dead_letter import dead_letter_record
 from transforms.dead_letter import reject
 from common.json_safe import json_safe
 
@@ -37,8 +36,6 @@ STREAMING_INSERTS = 'STREAMING_INSERTS'
 STORAGE_WRITE_API = 'STORAGE_WRITE_API'
 WRITE_METHODS = (FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API)
 DIRECT_READ = 'DIRECT_READ'
-EXPORT = 'EXPORT'
-READ_METHODS = (DIRECT_READ, EXPORT)
 STAGE = 'bigquery_write'
 SCHEMA_MISMATCH = 'schema_mismatch'
 REJECTED = 'bigquery_rejected'
@@ -183,7 +180,7 @@ class _FailedRowsToDeadLetters(beam.DoFn):
   def process(self, failed):
     destination, row, errors = failed
     self._rejected.inc()
-    yield dead_letter_record(
+    yield dead_letter.record(
         row.get(self._key_field), STAGE, REJECTED, row,
         f'{destination}: {json.dumps(json_safe(errors))}')
 
@@ -192,65 +189,50 @@ class WriteTable(beam.PTransform):
   """Appends dict rows to a BigQuery table; returns its dead letters.
 
   Args:
-    table: 'project:dataset.table' (created day-partitioned on
-      `partition_field` when absent; appended to when present).
-    schema: a schema dict from transforms.io.bigquery_schemas.
+    table: 'project:dataset.table' (created from `shape`, day-partitioned on
+      its partition column, when absent; appended to when present).
+    shape: the rows' common.schema.Shape (common.records): the table schema,
+      the partition column and the field that keys a dead letter.
     method: one of WRITE_METHODS (None: Beam's default for the mode).
     insert_retries: how often STREAMING_INSERTS retries a row that fails
       with a transient error (exponential backoff from 0.2 s) before it
       becomes a dead letter; errors such as 'invalid' are never retried.
-    key_field: the row field that names the dead letter's key.
   """
 
-  def __init__(self, table, schema, partition_field=None, method=None,
-               insert_retries=DEFAULT_INSERT_RETRIES, key_field='key'):
+  def __init__(self, table, shape, method=None,
+               insert_retries=DEFAULT_INSERT_RETRIES):
     super().__init__()
     if method is not None and method not in WRITE_METHODS:
       raise ValueError(f'unknown write method {method!r}')
-    self._table, self._schema = table, schema
-    self._partition_field = partition_field
+    self._table, self._shape = table, shape
     self._method = method
     self._insert_retries = insert_retries
-    self._key_field = key_field
 
   def expand(self, rows):
+    key_field = self._shape.key_field
     valid = rows | 'Validate' >> RoutedParDo(
-        _ValidateRows(self._schema, self._key_field))
+        _ValidateRows(self._shape.bigquery_schema(), key_field))
     result = valid.main | 'WriteToBigQuery' >> _write_to_bigquery(
-        self._table, self._schema, self._partition_field, self._method,
-        self._insert_retries)
+        self._table, self._shape, self._method, self._insert_retries)
     if self._method != STREAMING_INSERTS:
       return valid.dead_letter
     rejected = result.failed_rows_with_errors | 'Rejected' >> beam.ParDo(
-        _FailedRowsToDeadLetters(self._key_field))
+        _FailedRowsToDeadLetters(key_field))
     return (valid.dead_letter, rejected) | 'Dead letters' >> beam.Flatten()
 
 
-def _write_to_bigquery(table, schema, partition_field, method, retries):
-  table_options = {}
-  if partition_field:
-    table_options['timePartitioning'] = bigquery_schemas.time_partitioning(
-        partition_field)
+def _write_to_bigquery(table, shape, method, retries):
+  partitioning = shape.time_partitioning()
   return beam.io.WriteToBigQuery(
-      table, schema=schema,
+      table, schema=shape.bigquery_schema(),
       method=method or beam.io.WriteToBigQuery.Method.DEFAULT,
       create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
       write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-      additional_bq_parameters=table_options,
+      additional_bq_parameters=(
+          {'timePartitioning': partitioning} if partitioning else {}),
       insert_retry_strategy=beam.io.gcp.bigquery_tools.RetryStrategy
       .RETRY_ON_TRANSIENT_ERROR,
       max_retries=retries)
-
-
-def _dead_letter_row(record, written_at):
-  return {
-      'key': record.get('key'),
-      'stage': record['stage'],
-      'reason': record['reason'],
-      'raw': json.dumps(record.get('raw'), ensure_ascii=False, sort_keys=True),
-      'error': record.get('error'),
-      bigquery_schemas.DEAD_LETTERS_PARTITION: written_at,
-  }
 
 
 class _ToDeadLetterRows(beam.DoFn):
@@ -260,7 +242,7 @@ class _ToDeadLetterRows(beam.DoFn):
 
   def process(self, record):
     self._total.inc()
-    yield _dead_letter_row(record, datetime.datetime.now(
+    yield dead_letter.table_row(record, datetime.datetime.now(
         datetime.timezone.utc).isoformat())
 
 
@@ -290,13 +272,11 @@ class WriteDeadLetterTable(beam.PTransform):
     result = (dead_letters
               | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
               | 'Write' >> _write_to_bigquery(
-                  self._table, bigquery_schemas.DEAD_LETTERS_SCHEMA,
-                  bigquery_schemas.DEAD_LETTERS_PARTITION, self._method,
+                  self._table, dead_letter.TABLE_SHAPE, self._method,
                   self._insert_retries))
     if self._method != STREAMING_INSERTS:
       return None
     return result.failed_rows | 'Lost' >> beam.ParDo(_LoseLoudly())
-
 
 
 def to_json_line(row):

@@ -4,9 +4,11 @@
   avro     WriteToAvro with an explicit schema (fastavro)
   parquet  WriteToParquet with an explicit pyarrow schema
 
-Typed formats need a schema from the caller (see transforms.inference.predictions for
-the prediction record's). Dead letters are always JSONL: their `raw` field
-holds whatever the input was, which no fixed schema can describe.
+Typed formats derive their schema from the records' shape (common.records).
+Dead letters are always JSONL: their `raw` field holds whatever the input
+was, which no fixed schema can describe. Every job writes its files through
+these transforms (and its tables through transforms.io.bigquery, its topics
+through transforms.io.pubsub).
 """
 import json
 
@@ -17,55 +19,77 @@ from apache_beam.metrics import Metrics
 OUTPUT_FORMATS = ('jsonl', 'avro', 'parquet')
 
 
-def _to_json(record):
+def to_json(record, sort_keys=False):
   """One JSON line. orjson is several times faster than json.dumps; the
   standard library takes over for what orjson refuses (non-string keys,
   integers over 64 bits). orjson writes NaN as null where json.dumps would
   write the invalid token NaN."""
   try:
-    return orjson.dumps(record).decode('utf-8')
+    return orjson.dumps(
+        record, option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
   except TypeError:
-    return json.dumps(record, ensure_ascii=False)
+    return json.dumps(record, ensure_ascii=False, sort_keys=sort_keys)
+
+
+class WriteJsonLines(beam.PTransform):
+  """Writes dict records as JSON lines: sharded files under `prefix`
+  (`PREFIX-SSSSS-of-NNNNN.jsonl`), or with `single_file` the one file
+  `prefix` itself (small outputs a person opens, e.g. an evaluation's)."""
+
+  def __init__(self, prefix, num_shards=0, single_file=False,
+               sort_keys=False):
+    super().__init__()
+    self._prefix, self._num_shards = prefix, num_shards
+    self._single_file, self._sort_keys = single_file, sort_keys
+
+  def expand(self, records):
+    if self._single_file:
+      write = beam.io.WriteToText(self._prefix, num_shards=1,
+                                  shard_name_template='')
+    else:
+      write = beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl',
+                                  num_shards=self._num_shards)
+    return (records
+            | 'To JSON' >> beam.Map(to_json, self._sort_keys)
+            | 'Write JSONL' >> write)
 
 
 class WriteRecords(beam.PTransform):
   """Writes dict records to `prefix` in `output_format`.
 
   Args:
-    schema: an Avro schema dict (avro) or a pyarrow.Schema (parquet).
+    shape: the records' common.schema.Shape, which typed formats (Avro,
+      Parquet) derive their schema from.
     num_shards: 0 lets the runner decide.
   """
 
-  def __init__(self, prefix, output_format='jsonl', schema=None, num_shards=0):
+  def __init__(self, prefix, output_format='jsonl', shape=None, num_shards=0):
     super().__init__()
     if output_format not in OUTPUT_FORMATS:
       raise ValueError(f'unknown output format {output_format!r}')
-    if output_format != 'jsonl' and schema is None:
-      raise ValueError(f'{output_format} output needs a schema')
+    if output_format != 'jsonl' and shape is None:
+      raise ValueError(f'{output_format} output needs a record shape')
     self._prefix = prefix
     self._format = output_format
-    self._schema = schema
+    self._shape = shape
     self._num_shards = num_shards
 
   def expand(self, records):
-    suffix = f'.{self._format}'
     if self._format == 'jsonl':
-      return (records
-              | 'To JSON' >> beam.Map(_to_json)
-              | 'Write JSONL' >> beam.io.WriteToText(
-                  self._prefix, file_name_suffix=suffix,
-                  num_shards=self._num_shards))
+      return records | 'Write' >> WriteJsonLines(self._prefix,
+                                                 self._num_shards)
+    suffix = f'.{self._format}'
     if self._format == 'avro':
       return records | 'Write Avro' >> beam.io.WriteToAvro(
-          self._prefix, schema=self._schema, file_name_suffix=suffix,
-          num_shards=self._num_shards)
+          self._prefix, schema=self._shape.avro_schema(),
+          file_name_suffix=suffix, num_shards=self._num_shards)
     return records | 'Write Parquet' >> beam.io.WriteToParquet(
-        self._prefix, schema=self._schema, file_name_suffix=suffix,
-        num_shards=self._num_shards)
+        self._prefix, schema=self._shape.arrow_schema(),
+        file_name_suffix=suffix, num_shards=self._num_shards)
 
 
 def _json_lines(chunk):
-  return '\n'.join(_to_json(record) for record in chunk)
+  return '\n'.join(to_json(record) for record in chunk)
 
 
 class WriteJsonLineChunks(beam.PTransform):
@@ -111,4 +135,4 @@ class WriteDeadLetters(beam.PTransform):
   def expand(self, dead_letters):
     return (dead_letters
             | 'Count' >> beam.ParDo(_CountDeadLetters())
-            | 'Write' >> WriteRecords(self._prefix, 'jsonl'))
+            | 'Write' >> WriteJsonLines(self._prefix))

@@ -58,7 +58,7 @@ def feature_problem(record, checks, max_text_bytes):
   """(reason, detail) for the first feature that cannot feed the signature,
   or None when the record is valid. One rule for every path that validates
   (record by record in ValidateFeatures, a chunk at a time in
-  transforms.keyed.keyed_chunks)."""
+  transforms.keyed.keyed_input)."""
   for name, field, spec in checks:
     value = record.get(field)
     if value is None:

@@ -1,11 +1,18 @@
-"""Client keys: attach them, validate them, keep each key once.
+"""Client keys: where they come from, what makes one usable, each kept once.
 
 Keyed predictions are what make a distributed serving job safe: every output
 and every dead letter carries the client's key, so results can be matched to
 inputs whatever order (or shard) they come back in. Keys travel as
 `(key, record)` tuples from here on; they are strings.
+
+Every rule about keys is here, once: `KeyRule` (a field or a content hash,
+what a usable key is), which inputs can carry keys at all, and how repeated
+keys are found (FindDuplicateKeys) and resolved (DeduplicateKeys). The
+chunked hot path (transforms.keyed.keyed_input) and the per-record path
+(AttachKeys: streaming) apply the same rule.
 """
 import collections
+import dataclasses
 import hashlib
 import json
 import typing
@@ -15,6 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from common.config_error import ConfigError
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 
@@ -39,34 +47,62 @@ def content_hash_key(record):
   return hashlib.sha256(canonical_json(record).encode('utf-8')).hexdigest()[:32]
 
 
-def key_of(record, key_field, mode):
-  """(key, None) for a record with a usable key, else (None, why not).
+@dataclasses.dataclass(frozen=True)
+class KeyRule:
+  """Where a record's client key comes from: `field` (mode 'field'), or
+  a hash of the record's content (mode 'content_hash'), for clients that
+  did not supply one."""
+  field: str = 'key'
+  mode: str = FROM_FIELD
 
-  One definition of a usable key for every path that keys records (one by
-  one in AttachKeys, a chunk at a time in transforms.keyed.keyed_chunks)."""
-  if mode == CONTENT_HASH:
-    return content_hash_key(record), None
-  key = record.get(key_field)
-  if isinstance(key, bool) or not isinstance(key, (str, int)):
-    problem = ('missing' if key is None else
-               f'not a string or integer ({type(key).__name__})')
-    return None, f'key field {key_field!r} is {problem}'
-  key = str(key)
-  if not key.strip():
-    return None, f'key field {key_field!r} is empty'
-  return key, None
+  def __post_init__(self):
+    if self.mode not in KEY_MODES:
+      raise ConfigError('attach_keys', f'unknown key mode {self.mode!r}; one '
+                        f'of {KEY_MODES}')
+
+  def key_of(self, record):
+    """(key, None) for a record with a usable key, else (None, why not)."""
+    if self.mode == CONTENT_HASH:
+      return content_hash_key(record), None
+    key = record.get(self.field)
+    if type(key) is str and key.strip():  # the common case, checked first
+      return key, None
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+      problem = ('missing' if key is None else
+                 f'not a string or integer ({type(key).__name__})')
+      return None, f'key field {self.field!r} is {problem}'
+    key = str(key)
+    if not key.strip():
+      return None, f'key field {self.field!r} is empty'
+    return key, None
+
+  def keys_of_chunk(self, chunk):
+    """The usable keys of a chunk of records (keyless records are skipped:
+    the main pass dead-letters them)."""
+    out = []
+    for record in chunk:
+      key, _ = self.key_of(record)
+      if key is not None:
+        out.append(key)
+    return out
+
+  def check_format(self, input_format):
+    """Raises ConfigError when records of `input_format` cannot carry this
+    rule's keys (plain text lines have no fields)."""
+    if input_format == 'text' and self.mode != CONTENT_HASH:
+      raise ConfigError('attach_keys', 'text inputs carry no key field; use '
+                        f'--attach_keys {CONTENT_HASH}')
 
 
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
 class _AttachKeys(beam.DoFn):
 
-  def __init__(self, key_field, mode):
-    self._key_field = key_field
-    self._mode = mode
+  def __init__(self, rule):
+    self._rule = rule
     self._keyed = Metrics.counter(STAGE, 'keyed')
 
   def process(self, record):
-    key, problem = key_of(record, self._key_field, self._mode)
+    key, problem = self._rule.key_of(record)
     if problem:
       yield reject(None, STAGE, 'missing_key', record, problem)
       return
@@ -75,17 +111,13 @@ class _AttachKeys(beam.DoFn):
 
 
 class AttachKeys(beam.PTransform):
-  """record -> (key, record); records without a usable key are dead letters.
+  """record -> (key, record) by a KeyRule; records without a usable key
+  are dead letters. One record at a time, for streaming (batch jobs key
+  chunks: transforms.keyed.keyed_input)."""
 
-  mode 'field' reads `key_field`; 'content_hash' derives the key from the
-  record's content, for clients that did not supply one.
-  """
-
-  def __init__(self, key_field='key', mode=FROM_FIELD):
+  def __init__(self, rule):
     super().__init__()
-    if mode not in KEY_MODES:
-      raise ValueError(f'unknown key mode {mode!r}')
-    self._fn = _AttachKeys(key_field, mode)
+    self._fn = _AttachKeys(rule)
 
   def expand(self, records):
     return records | RoutedParDo(self._fn)
@@ -185,33 +217,18 @@ class DeduplicateKeys(beam.PTransform):
             | 'Keep first' >> RoutedParDo(_KeepFirst()))
 
 
-def keys_of_chunk(chunk, key_field, mode):
-  """The usable keys of a chunk of records (keyless records are skipped: the
-  main pass dead-letters them)."""
-  out = []
-  for record in chunk:
-    key = record.get(key_field) if mode == FROM_FIELD else None
-    if type(key) is str and key.strip():  # the common case, checked inline
-      out.append(key)
-      continue
-    key, _ = key_of(record, key_field, mode)
-    if key is not None:
-      out.append(key)
-  return out
-
-
 class _CountKeys(beam.CombineFn):
   """Occurrences of every key, in one Counter (a local run's keys fit in
   memory; records never enter it)."""
 
-  def __init__(self, key_field, mode):
-    self._key_field, self._mode = key_field, mode
+  def __init__(self, rule):
+    self._rule = rule
 
   def create_accumulator(self):
     return collections.Counter()
 
   def add_input(self, counts, chunk):
-    counts.update(keys_of_chunk(chunk, self._key_field, self._mode))
+    counts.update(self._rule.keys_of_chunk(chunk))
     return counts
 
   def merge_accumulators(self, accumulators):
@@ -238,20 +255,19 @@ class FindDuplicateKeys(beam.PTransform):
   than its share of keys.
   """
 
-  def __init__(self, key_field='key', mode=FROM_FIELD, in_memory=True):
+  def __init__(self, rule, in_memory=True):
     super().__init__()
-    self._key_field, self._mode, self._in_memory = key_field, mode, in_memory
+    self._rule, self._in_memory = rule, in_memory
 
   def expand(self, chunks):
-    key_field, mode = self._key_field, self._mode
+    rule = self._rule
     if self._in_memory:
       return (chunks
               | 'Count keys' >> beam.CombineGlobally(
-                  _CountKeys(key_field, mode)).without_defaults()
+                  _CountKeys(rule)).without_defaults()
               | 'Repeated keys' >> beam.FlatMap(lambda pairs: pairs))
     return (chunks
             | 'Keys' >> beam.FlatMap(
-                lambda chunk: [(k, 1) for k in keys_of_chunk(
-                    chunk, key_field, mode)])
+                lambda chunk: [(k, 1) for k in rule.keys_of_chunk(chunk)])
             | 'Count per key' >> beam.CombinePerKey(sum)
             | 'Repeated keys' >> beam.Filter(lambda pair: pair[1] > 1))

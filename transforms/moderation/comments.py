@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from common.config_error import ConfigError
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
 
@@ -67,11 +68,6 @@ def parse_timestamp(value):
   return seconds
 
 
-def iso_utc(seconds):
-  """Formats epoch seconds as ISO-8601 UTC with a Z, microsecond precision."""
-  return Timestamp(seconds).to_rfc3339()
-
-
 def _as_id(value):
   """Ids may be JSON strings or integers; both become non-empty strings."""
   if isinstance(value, bool):
@@ -97,6 +93,8 @@ class ParseComments(beam.DoFn):
 
   def __init__(self, max_text_chars=DEFAULT_MAX_TEXT_CHARS,
                timestamp_optional=False):
+    if max_text_chars <= 0:
+      raise ConfigError('max_text_chars', 'must be positive')
     self._max_text_chars = max_text_chars
     self._timestamp_optional = timestamp_optional
     self._comments = Metrics.counter(METRICS_NAMESPACE, 'comments')

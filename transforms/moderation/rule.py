@@ -27,13 +27,15 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
+from common.config_error import ConfigError
+from common.records import decision as decision_records
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
 
 STAGE = 'moderate'
 METRICS_NAMESPACE = 'moderation'
-ALLOW = 'allow'
-REJECT = 'reject'
+ALLOW = decision_records.ALLOW
+REJECT = decision_records.REJECT
 HOUR_MICROS = 3600 * 1_000_000
 
 
@@ -41,10 +43,9 @@ def _as_json(comment):
   """The comment as JSON text: what the rule buffers in state.
 
   Text, not orjson's bytes: each bytes object orjson returns keeps its
-  4 KB output buffer (tracemalloc: ~4.1 KB each for a ~450-byte comment),
-  and the SDK's state cache, which weighs entries by their reported size,
-  then held ~9x what it counted (batch replay of 100k comments, entities
-  cached: 786 -> 398 MB peak, same time).
+  4 KB output buffer, and the SDK's state cache, which weighs entries by
+  their reported size, then holds several times what it counted
+  (benchmarks/optimisations.md).
   """
   return orjson.dumps(comment).decode()
 
@@ -91,38 +92,7 @@ def decide(comment, t_micros, history, window_micros):
               if ids else 'no tracked entities')
     for eid in ids:
       history[eid] = (t_micros, comment['comment_id'], comment['timestamp'])
-  return {
-      'comment_id': comment['comment_id'],
-      'commenter_id': comment['commenter_id'],
-      'timestamp': comment['timestamp'],
-      'decision': decision,
-      'entities': list(comment.get('entities', ())),
-      'blocked_by': blocked_by,
-      'reason': reason,
-  }
-
-
-def replay(comments, window_hours=24):
-  """Decides comments (dicts with `timestamp` ISO or micros via `t_micros`).
-
-  A plain-Python reference of the rule for one or many commenters: sorts by
-  (event time, comment_id) and decides each once. Tests use it as the oracle
-  the pipelines must agree with.
-  """
-  window = int(window_hours * HOUR_MICROS)
-  histories, seen, out = {}, set(), []
-  keyed = sorted(
-      comments,
-      key=lambda c: (Timestamp.from_rfc3339(c['timestamp']).micros,
-                     c['comment_id']))
-  for c in keyed:
-    if (c['commenter_id'], c['comment_id']) in seen:
-      continue
-    seen.add((c['commenter_id'], c['comment_id']))
-    history = histories.setdefault(c['commenter_id'], {})
-    out.append(decide(c, Timestamp.from_rfc3339(c['timestamp']).micros,
-                      history, window))
-  return out
+  return decision_records.record(comment, decision, blocked_by, reason)
 
 
 class _Ledger(object):
@@ -158,77 +128,121 @@ class _Ledger(object):
     self.history, self.decided = state
 
 
-class _DecideInEventTimeOrder(beam.DoFn):
-  """(commenter_id, comment) -> decision | dead letter (late, duplicate).
+# Buffered comments are (event time micros, comment_id, the comment as JSON
+# text, `_as_json`): the SDK's state cache weighs what it holds by walking
+# every object in it, and one string is one object where the comment dict is
+# dozens.
+BUFFER = BagStateSpec('buffer', PickleCoder())
+LEDGER = ReadModifyWriteStateSpec('ledger', PickleCoder())
+HORIZON = ReadModifyWriteStateSpec('horizon', VarIntCoder())
+TIMER_AT = ReadModifyWriteStateSpec('timer_at', VarIntCoder())
+TICK = TimerSpec('tick', TimeDomain.WATERMARK)
+END = TimerSpec('end', TimeDomain.WATERMARK)  # bounded input: one flush
 
-  Streaming: each comment is buffered; one event-time timer per key fires
-  when the watermark passes (earliest buffered time + allowed lateness) and
-  decides, in (event time, comment_id) order, every buffered comment at or
-  before (fire time - allowed lateness). After a flush nothing earlier can be
+
+class _Decider(beam.DoFn):
+  """What both forms of the rule's DoFn share: deciding buffered comments
+  in order, counted as allowed or rejected.
+
+  Counted where decided. The DirectRunner loses metrics of timer callbacks
+  and of everything downstream of their output, so the counts are exact on
+  the FnApiRunner (batch replay) and Dataflow only.
+  """
+
+  def __init__(self, window_micros):
+    self._window = window_micros
+    self._allowed = Metrics.counter(METRICS_NAMESPACE, 'allowed')
+    self._rejected = Metrics.counter(METRICS_NAMESPACE, 'rejected')
+
+  def _decide(self, comment, t_micros, history):
+    """`decide`, counted as allowed or rejected."""
+    decision = decide(comment, t_micros, history, self._window)
+    (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
+    return decision
+
+  def _decide_in_order(self, buffered, decided, history):
+    """Decides buffered (t micros, comment_id, JSON) entries in the order
+    given; a comment_id already in `decided` (comment_id -> t micros, which
+    this updates) is a duplicate dead letter."""
+    for t_micros, comment_id, payload in buffered:
+      comment = orjson.loads(payload)
+      if comment_id in decided:
+        yield _duplicate(comment)
+        continue
+      decided[comment_id] = t_micros
+      yield self._decide(comment, t_micros, history)
+
+
+class _DecideBounded(_Decider):
+  """Bounded input (batch replay): (commenter_id, comment) -> decisions.
+
+  The watermark jumps to the end at once, so a key's comments are all
+  buffered and decided in one flush at the end of the global window, in
+  (event time, comment_id) order, the first copy of a comment_id decided
+  and later copies dead letters, as in a sorted replay. Nothing can be
+  late, and nothing but the buffer is kept per key.
+  """
+
+  def start_bundle(self):
+    self._timers_set = set()
+
+  def process(self, element, t=beam.DoFn.TimestampParam,
+              buffer=beam.DoFn.StateParam(BUFFER),
+              end=beam.DoFn.TimerParam(END)):
+    commenter_id, comment = element
+    buffer.add((t.micros, comment['comment_id'], _as_json(comment)))
+    if commenter_id not in self._timers_set:
+      self._timers_set.add(commenter_id)
+      end.set(GlobalWindow().max_timestamp())
+
+  @on_timer(END)
+  def on_end(self, buffer=beam.DoFn.StateParam(BUFFER)):
+    yield from self._decide_in_order(sorted(buffer.read()), {}, {})
+    buffer.clear()
+
+
+class _DecideInEventTimeOrder(_Decider):
+  """Streaming: (commenter_id, comment) -> decision | dead letter (late,
+  duplicate).
+
+  Each comment is buffered; one event-time timer per key fires when the
+  watermark passes (earliest buffered time + allowed lateness) and decides,
+  in (event time, comment_id) order, every buffered comment at or before
+  (fire time - allowed lateness). After a flush nothing earlier can be
   accepted any more: a comment at or before the key's horizon is `late`.
+
   Duplicates are found by the flushes too (the first copy in that order is
-  decided, as in `replay`; a later copy, buffered with it or arriving after
-  its decision, is a dead letter), so an arriving comment reads only the
-  key's horizon and timer (two integers), not the ledger of its decided
-  comments, which grows with the commenter's activity in the window (a
-  stream of 30k comments by 40 commenters: ~750 ids re-pickled per comment);
-  only a comment already behind the horizon reads it, to tell a redelivered
+  decided, as in a sorted replay; a later copy, buffered with it or arriving
+  after its decision, is a dead letter), so an arriving comment reads only
+  the key's horizon and timer (two integers), not the ledger of its decided
+  comments, which grows with the commenter's activity in the window; only a
+  comment already behind the horizon reads it, to tell a redelivered
   duplicate from a late comment.
+
   When the buffer is empty the same timer is set to the moment the newest
   remembered mention leaves the window (plus the lateness), and that flush
   prunes the ledger; a key with nothing left is cleared entirely, so state
-  stays bounded on an unbounded stream.
-
-  Once a key is cleared its horizon is gone, so each DoFn instance also keeps
-  the latest timer fire time it has seen: the watermark is at least that, so
-  a comment more than the allowed lateness behind it is late too.
+  stays bounded on an unbounded stream. Once a key is cleared its horizon is
+  gone, so each DoFn instance also keeps the latest timer fire time it has
+  seen: the watermark is at least that, so a comment more than the allowed
+  lateness behind it is late too.
 
   Timers fire on a grid of `interval` (event time rounded up to the next
   multiple): a commenter's comments that become ready within one interval
   are decided in one firing instead of one per distinct event time. Each
   firing reads and writes the key's state and is a bundle on the runner, so
-  on a busy stream this cuts the runner's work several-fold (figures in
-  benchmarks/RESULTS.md); decisions come at most one interval later and are
-  the same (a comment is still decided only once the watermark has passed
-  it by the allowed lateness, in the same order).
-
-  Bounded input (batch replay): the watermark jumps to the end at once, so
-  the timer is set to the end of the global window and a key's comments are
-  decided in one flush (instead of one timer round per distinct time); the
-  order and the decisions are the same. Nothing can be late then, and the
-  duplicates are found in that flush, so a comment only adds to the buffer
-  (no ledger read and written per comment; replay 20k without NER: 2.07 s
-  -> 1.88 s).
+  on a busy stream this cuts the runner's work several-fold; decisions come
+  at most one interval later and are the same.
   """
-  # Buffered comments are (event time micros, comment_id, the comment as
-  # JSON text, `_as_json`): the SDK's state cache weighs what it holds by
-  # walking every object in it, and one string is one object where the
-  # comment dict is dozens (batch replay of 20k comments: 15.7 s -> 15.0 s;
-  # 100k: peak RSS 488 -> 398 MB).
-  BUFFER = BagStateSpec('buffer', PickleCoder())
-  LEDGER = ReadModifyWriteStateSpec('ledger', PickleCoder())
-  HORIZON = ReadModifyWriteStateSpec('horizon', VarIntCoder())
-  TIMER_AT = ReadModifyWriteStateSpec('timer_at', VarIntCoder())
-  TICK = TimerSpec('tick', TimeDomain.WATERMARK)
 
-  def __init__(self, window_micros, lateness_micros, bounded,
-               interval_micros=0):
-    self._window = window_micros
+  def __init__(self, window_micros, lateness_micros, interval_micros=0):
+    super().__init__(window_micros)
     self._lateness = lateness_micros
-    self._bounded = bounded
     self._interval = interval_micros
     self._floor = None
-    # Counted where decided. The DirectRunner (Beam 2.77) loses metrics of
-    # timer callbacks and of everything downstream of their output, so the
-    # counts are exact on the FnApiRunner (batch replay) and Dataflow only.
-    self._allowed = Metrics.counter(METRICS_NAMESPACE, 'allowed')
-    self._rejected = Metrics.counter(METRICS_NAMESPACE, 'rejected')
 
   def setup(self):
     self._floor = None
-
-  def start_bundle(self):
-    self._timers_set = set()
 
   def process(
       self,
@@ -239,32 +253,27 @@ class _DecideInEventTimeOrder(beam.DoFn):
       horizon=beam.DoFn.StateParam(HORIZON),
       timer_at=beam.DoFn.StateParam(TIMER_AT),
       tick=beam.DoFn.TimerParam(TICK)):
-    commenter_id, comment = element
+    _, comment = element
     t_micros = t.micros
-    comment_id = comment['comment_id']
-    if self._bounded:
-      buffer.add((t_micros, comment_id, _as_json(comment)))
-      if commenter_id not in self._timers_set:
-        self._timers_set.add(commenter_id)
-        tick.set(GlobalWindow().max_timestamp())
-      return
     if self._is_late(t_micros, horizon.read()):
-      # A redelivery of a decided comment is late too; say what it is.
-      ledger = ledger_state.read()
-      if ledger is not None and comment_id in ledger.decided:
-        yield _duplicate(comment)
-        return
-      yield reject(
-          comment['comment_id'], STAGE, 'late', comment['raw'],
-          f'event time {comment["timestamp"]} arrived after its commenter\'s '
-          'decisions for that time were made (beyond the allowed lateness)')
+      yield self._late(comment, ledger_state.read())
       return
-    buffer.add((t_micros, comment_id, _as_json(comment)))
+    buffer.add((t_micros, comment['comment_id'], _as_json(comment)))
     fire = self._fire_time(t_micros + self._lateness)
     current = timer_at.read()
     if current is None or fire < current:
       timer_at.write(fire)
       tick.set(Timestamp(micros=fire))
+
+  def _late(self, comment, ledger):
+    """The dead letter of a comment behind its key's horizon: a
+    redelivery of a decided comment is a duplicate, anything else late."""
+    if ledger is not None and comment['comment_id'] in ledger.decided:
+      return _duplicate(comment)
+    return reject(
+        comment['comment_id'], STAGE, 'late', comment['raw'],
+        f'event time {comment["timestamp"]} arrived after its commenter\'s '
+        'decisions for that time were made (beyond the allowed lateness)')
 
   def _fire_time(self, micros):
     """`micros` rounded up to the decision grid."""
@@ -286,70 +295,46 @@ class _DecideInEventTimeOrder(beam.DoFn):
       horizon_state=beam.DoFn.StateParam(HORIZON),
       timer_at=beam.DoFn.StateParam(TIMER_AT),
       tick=beam.DoFn.TimerParam(TICK)):
-    if self._bounded:
-      yield from self._decide_all(buffer)
-      return
     fire_micros = fire.micros
     if self._floor is None or fire_micros > self._floor:
       self._floor = fire_micros
     ledger = ledger_state.read() or _Ledger()
     pending = list(buffer.read())
     cutoff = fire_micros - self._lateness
-    ready = [p for p in pending if p[0] <= cutoff]
+    ready = sorted((p for p in pending if p[0] <= cutoff),
+                   key=lambda p: (p[0], p[1]))  # stable: arrival in ties
     rest = [p for p in pending if p[0] > cutoff]
-    ready.sort(key=lambda p: (p[0], p[1]))  # stable: arrival order in ties
     yield from self._decide_in_order(ready, ledger.decided, ledger.history)
-
     buffer.clear()
     timer_at.clear()
     for p in rest:
       buffer.add(p)
     horizon = horizon_state.read()
     horizon = cutoff if horizon is None else max(horizon, cutoff)
-    # Comments accepted from now on are later than the horizon, so nothing at
-    # or before (horizon - window) can block or duplicate them any more.
-    ledger.prune(horizon - self._window)
-    if rest:
-      next_fire = self._fire_time(min(p[0] for p in rest) + self._lateness)
-    else:
-      newest = ledger.newest()
-      if newest is None:
-        ledger_state.clear()
-        horizon_state.clear()
-        return
-      next_fire = self._fire_time(newest + self._window + self._lateness)
+    next_fire = self._next_fire(ledger, horizon, rest)
+    if next_fire is None:
+      ledger_state.clear()
+      horizon_state.clear()
+      return
     ledger_state.write(ledger)
     horizon_state.write(horizon)
     timer_at.write(next_fire)
     tick.set(Timestamp(micros=next_fire))
 
-  def _decide(self, comment, t_micros, history):
-    """`decide`, counted as allowed or rejected."""
-    decision = decide(comment, t_micros, history, self._window)
-    (self._allowed if decision['decision'] == ALLOW else self._rejected).inc()
-    return decision
+  def _next_fire(self, ledger, horizon, rest):
+    """When the key's timer fires next (None: the key holds nothing more).
 
-  def _decide_all(self, buffer):
-    """Bounded input: a key's comments, all buffered, decided in one pass.
-
-    The first of a comment_id in (event time, comment_id) order is decided,
-    later copies are dead letters, as in `replay`; nothing but the buffer is
-    kept per key (no ledger written per comment).
+    Comments accepted from now on are later than the horizon, so nothing at
+    or before (horizon - window) can block or duplicate them any more: the
+    ledger forgets it.
     """
-    yield from self._decide_in_order(sorted(buffer.read()), {}, {})
-    buffer.clear()
-
-  def _decide_in_order(self, buffered, decided, history):
-    """Decides buffered (t micros, comment_id, JSON) entries in the order
-    given; a comment_id already in `decided` (comment_id -> t micros, which
-    this updates) is a duplicate dead letter."""
-    for t_micros, comment_id, payload in buffered:
-      comment = orjson.loads(payload)
-      if comment_id in decided:
-        yield _duplicate(comment)
-        continue
-      decided[comment_id] = t_micros
-      yield self._decide(comment, t_micros, history)
+    ledger.prune(horizon - self._window)
+    if rest:
+      return self._fire_time(min(p[0] for p in rest) + self._lateness)
+    newest = ledger.newest()
+    if newest is None:
+      return None
+    return self._fire_time(newest + self._window + self._lateness)
 
 
 def _duplicate(comment):
@@ -364,22 +349,26 @@ class ModerateComments(beam.PTransform):
   whether the input is a bounded (batch replay) PCollection; the rule and the
   decisions are the same either way. Streaming decisions are made on a grid
   of `decision_interval_seconds` of event time (0: at each comment's own
-  time plus the lateness); see _DecideInEventTimeOrder.
+  time plus the lateness); see _DecideInEventTimeOrder (streaming) and
+  _DecideBounded (batch replay).
   """
 
   def __init__(self, window_hours=24, allowed_lateness_seconds=0,
                bounded=False, decision_interval_seconds=1.0):
     super().__init__()
     if window_hours <= 0:
-      raise ValueError('window_hours must be positive')
+      raise ConfigError('window_hours', 'must be positive')
     if allowed_lateness_seconds < 0:
-      raise ValueError('allowed_lateness_seconds must not be negative')
+      raise ConfigError('allowed_lateness', 'must not be negative')
     if decision_interval_seconds < 0:
-      raise ValueError('decision_interval_seconds must not be negative')
-    self._fn = _DecideInEventTimeOrder(
-        int(round(window_hours * HOUR_MICROS)),
-        int(round(allowed_lateness_seconds * 1_000_000)), bounded,
-        int(round(decision_interval_seconds * 1_000_000)))
+      raise ConfigError('decision_interval', 'must not be negative')
+    window = int(round(window_hours * HOUR_MICROS))
+    if bounded:
+      self._fn = _DecideBounded(window)
+    else:
+      self._fn = _DecideInEventTimeOrder(
+          window, int(round(allowed_lateness_seconds * 1_000_000)),
+          int(round(decision_interval_seconds * 1_000_000)))
 
   def expand(self, keyed_comments):
     outputs = (

@@ -15,7 +15,7 @@ Records move through both phases in chunks (transforms.record_chunks: one
 Beam element per model batch, the rules applied record by record), as in
 batch serving: Beam's per-element cost is paid once per batch, and with
 `threads` each model's calls overlap the Python steps around them
-(transforms.inference.chunked). TwoPhaseCascade wraps it for one-by-one input.
+(transforms.inference.chunked).
 
 Decision record (key first):
   {"key", "phase1_score", "phase2_score" (null unless forwarded), "decision",
@@ -37,10 +37,7 @@ from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 from transforms.two_phase.forwarding import phase2_decision
 from transforms.inference.signature_handler import InferenceFailure
-from transforms.record_chunks import DEFAULT_CHUNK_SIZE
-from transforms.record_chunks import ChunkRecords
 from transforms.record_chunks import Rechunk
-from transforms.record_chunks import Unchunk
 
 NAMESPACE = 'two_phase'
 FORWARDED = 'forwarded'
@@ -88,9 +85,8 @@ def _batch_size(handler):
 class Cascaded(typing.NamedTuple):
   """A cascade's three outputs; inputs = decisions + pending + dead letters.
 
-  From the chunk transforms (Phase2, TwoPhaseCascadeChunks) `decisions`
-  holds chunks of decision records; from TwoPhaseCascade, the records.
-  `pending` and `dead_letter` hold records (they are the exceptions).
+  `decisions` holds chunks of decision records; `pending` and
+  `dead_letter` hold records (they are the exceptions).
   """
   decisions: beam.PCollection
   pending: beam.PCollection
@@ -248,25 +244,6 @@ class TwoPhaseCascadeChunks(beam.PTransform):
     decisions = ((routed.decisions, second.decisions)
                  | 'All decisions' >> beam.Flatten())
     return Cascaded(decisions, second.pending, routed[DEAD_LETTER])
-
-
-class TwoPhaseCascade(beam.PTransform):
-  """(key, record) -> Cascaded (decision records): TwoPhaseCascadeChunks
-  over chunks of phase 1's batch size, for pipelines that move records
-  one by one (e.g. streaming, where each record is its own chunk)."""
-
-  def __init__(self, phase1_handler, rule, phase2, threads=0):
-    super().__init__()
-    self._size = _batch_size(phase1_handler) or DEFAULT_CHUNK_SIZE
-    self._cascade = TwoPhaseCascadeChunks(phase1_handler, rule, phase2,
-                                          threads)
-
-  def expand(self, keyed):
-    out = (keyed
-           | 'Chunk' >> ChunkRecords(self._size)
-           | 'Cascade' >> self._cascade)
-    return Cascaded(out.decisions | 'Decision records' >> Unchunk(),
-                    out.pending, out.dead_letter)
 
 
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])

@@ -1,4 +1,4 @@
-"""One row of the continuous-evaluation prediction log, and which keys to log.
+"""The prediction-log row (continuous evaluation), and which keys to log.
 
 The online endpoint and the Beam pipelines both log predictions for continuous
 evaluation; building the row here (pure Python, no TensorFlow or Beam) keeps
@@ -20,6 +20,25 @@ import hashlib
 import json
 
 import orjson
+
+from common.schema import Field
+from common.schema import Shape
+
+PARTITION = 'time'
+# The book's continuous-evaluation table, plus the client key; a table of it
+# is partitioned on the prediction time. The JSON shapes are JSON text, as in
+# the book.
+SHAPE = Shape('prediction_log', (
+    Field('key', 'string', required=True),
+    Field('model', 'string', required=True),
+    Field('model_version', 'string', required=True),
+    Field(PARTITION, 'timestamp', required=True),
+    Field('raw_data', 'json', description='JSON {"instances": [...]}'),
+    Field('raw_prediction', 'json',
+          description='JSON {"predictions": [...]}'),
+    Field('groundtruth', 'json',
+          description='JSON {"predictions": [...]}, filled in later'),
+), partition=PARTITION)
 
 _TWO_TO_64 = float(2**64)
 
@@ -60,9 +79,10 @@ def format_time(time):
 
 
 def _compact_json(value):
-  """Compact JSON, UTF-8 unescaped. orjson (~8x faster on review-sized text,
-  the log's hot path); the standard library for what orjson refuses
-  (non-string keys, integers over 64 bits)."""
+  """Compact JSON, UTF-8 unescaped. orjson (several times faster on
+  review-sized text, the log's hot path: benchmarks/optimisations.md); the
+  standard library for what orjson refuses (non-string keys, integers over
+  64 bits)."""
   try:
     return orjson.dumps(value).decode('utf-8')
   except TypeError:

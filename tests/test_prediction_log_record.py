@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from common.prediction_log_row import format_time
-from common.prediction_log_row import log_row
-from common.prediction_log_row import sampled
+from common.records.prediction_log import format_time
+from common.records.prediction_log import log_row
+from common.records.prediction_log import sampled
 
 UTC = datetime.timezone.utc
 

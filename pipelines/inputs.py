@@ -1,0 +1,82 @@
+"""The input flags of the model jobs, and the KeyedInputConfig built from them.
+
+batch_predict and two_phase read the same sharded, keyed inputs: their
+`--input_format`, key and duplicate flags, and the checks that turn a bad
+pattern into one clear line, are declared here once so the two jobs (and
+their Flex Template metadata) cannot drift apart.
+"""
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import launch
+from pipelines.flags import Flag
+from pipelines.flags import split_list
+from transforms.io import sources
+from transforms.keyed import keys
+from transforms.keyed.features import DEFAULT_MAX_TEXT_BYTES
+from transforms.keyed.keyed_input import KeyedInputConfig
+
+KEYED_INPUT = (
+    Flag('input_format', choices=sources.FORMATS,
+         help='Input format; inferred from the file extension when omitted.'),
+    Flag('key_field', default='key',
+         help='Record field that holds the client key (default: key).'),
+    Flag('attach_keys', choices=keys.KEY_MODES, default=keys.FROM_FIELD,
+         help='"field" reads --key_field; "content_hash" derives a '
+         'deterministic key from the record content, for inputs without '
+         'client keys.'),
+    Flag('allow_duplicate_keys', switch=True,
+         help='Skip the duplicate-key check (saves a pass over the keys and a '
+         'shuffle when keys are known to be unique). By default one record '
+         'per key is kept, the same on every run, and every other occurrence '
+         'goes to the dead letter.'),
+    Flag('max_text_bytes', type=int, default=DEFAULT_MAX_TEXT_BYTES,
+         help='Texts longer than this (UTF-8 bytes) go to the dead letter '
+         f'(default: {DEFAULT_MAX_TEXT_BYTES}).'),
+)
+
+
+def patterns_of(values):
+  """File patterns from a repeated flag whose values may be comma-separated
+  lists: what every job checks is what it reads."""
+  if isinstance(values, str):
+    values = [values]
+  return tuple(p for value in values or () for p in split_list(value))
+
+
+def check_patterns(patterns, flag='--input'):
+  """Every pattern must match at least one file (local or gs://): a missing
+  input is one line naming `flag`, not a traceback from inside the read."""
+  for pattern in patterns:
+    try:
+      matched = FileSystems.match([pattern])[0].metadata_list
+    except Exception as e:  # pylint: disable=broad-except
+      raise launch.UsageError(flag, f'cannot list {pattern!r}: {e}')
+    if not matched:
+      raise launch.UsageError(flag, f'no files match {pattern!r}')
+
+
+def resolve_format(input_format, patterns):
+  """--input_format, or the one format the patterns' extensions imply."""
+  if input_format is not None:
+    return input_format
+  inferred = {sources.infer_format(p) for p in patterns}
+  if len(inferred) != 1 or None in inferred:
+    raise launch.UsageError(
+        '--input_format',
+        f'cannot infer one format from {list(patterns)}; pass --input_format')
+  return inferred.pop()
+
+
+def keyed_input_config(args, chunk_size, local, patterns=(), input_format=None,
+                       table=None, query=None, chunk_flag='batch_size'):
+  """The KeyedInputConfig of the KEYED_INPUT flags (and the job's own
+  source flags, already resolved; `chunk_flag` names the flag of the chunk
+  size); a setting the config refuses is one usage line."""
+  with launch.flag_names(chunk_size=chunk_flag):
+    return KeyedInputConfig(
+        key_rule=keys.KeyRule(args.key_field, args.attach_keys),
+        patterns=tuple(patterns), input_format=input_format, table=table,
+        query=query,
+        check_duplicates=not args.allow_duplicate_keys,
+        max_text_bytes=args.max_text_bytes, chunk_size=chunk_size,
+        local=local)
