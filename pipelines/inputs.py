@@ -35,6 +35,14 @@ KEYED_INPUT = (
 )
 
 
+TIMESTAMP_FIELD = Flag(
+    'timestamp_field',
+    help='Record field holding the event time (ISO-8601 with an offset, or '
+    'epoch seconds); recorded as the prediction-log time and, in streaming, '
+    'the element timestamp. Default: the time the record is read (streaming: '
+    'the Pub/Sub publish time).')
+
+
 def patterns_of(values):
   """File patterns from a repeated flag whose values may be comma-separated
   lists: what every job checks is what it reads."""

@@ -8,9 +8,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
-from transforms.moderation.comments import BadTimestamp
+from common.event_time import BadTimestamp
 from transforms.moderation.comments import ReadComments
-from transforms.moderation.comments import parse_timestamp
+from common.event_time import parse_timestamp
 from transforms.dead_letter import DEAD_LETTER
 
 

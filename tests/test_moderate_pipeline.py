@@ -9,7 +9,7 @@ from pipelines import launch
 from pipelines import moderate
 from harness.comments_demo import MALFORMED
 from harness.comments_demo import make_comments
-from transforms.moderation.comments import parse_timestamp
+from common.event_time import parse_timestamp
 from transforms.moderation.entities import LocalEntityFn
 from transforms.moderation.entities import keep
 from harness.moderation_fixtures import replay
