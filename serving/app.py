@@ -1,7 +1,9 @@
-"""The ASGI app: TF Serving / Vertex AI (v1) REST routes over one Predictor.
+"""The ASGI app: TF Serving / Vertex AI (v1) and Open Inference Protocol (v2)
+REST routes over one Predictor.
 
 Routes (NAME is the configured model name):
   /v1/models/NAME[:predict|/metadata]   TF Serving's REST API (v1_routes)
+  /v2[/health/...|/models/NAME/...]     KServe v2 (v2_routes)
   GET /healthz                          liveness: the process answers
   GET /readyz                           readiness: model loaded, batcher running
   --predict_route, --health_route       Vertex AI's routes (AIP_PREDICT_ROUTE,
@@ -22,6 +24,7 @@ from models.runtime import predictor as predictor_lib
 from serving import errors
 from serving.service import PredictionService
 from serving.v1_routes import V1Routes
+from serving.v2_routes import V2Routes
 
 
 def health_routes(service):
@@ -52,7 +55,8 @@ def create_app(config, predictor=None):
     predictor = predictor_lib.load(config.model_dir)
   service = PredictionService(config, predictor)
   app = Starlette(
-      routes=[*V1Routes(service).routes(), *health_routes(service)],
+      routes=[*V1Routes(service).routes(), *V2Routes(service).routes(),
+              *health_routes(service)],
       lifespan=service.lifespan,
       exception_handlers={HTTPException: errors.http_exception,
                           Exception: errors.unhandled_exception})
