@@ -92,8 +92,15 @@ FLAGS = (
          'them, e.g. PERSON; spaCy: ORG, GPE; Cloud NL: ORGANIZATION, '
          'LOCATION).'),
     Flag('alias_table', template_type='GCS_READ_FILE', group=_ENTITIES,
-         help='local backend: TSV alias table to use instead of the built-in '
-         'transforms/moderation/knowledge/person_aliases.tsv (same format).'),
+         help='Alias table (knowledge graph of people) to link entities with '
+         'instead of the built-in one: a local or gs:// path, .tsv or .jsonl '
+         '(optionally .gz); both backends link to its ids. Format: '
+         'docs/moderation.md.'),
+    Flag('title_prefixes', group=_ENTITIES,
+         help='Comma-separated title words skipped before names and taken as '
+         'evidence of a person ("president,chancellor,dr"); they replace the '
+         'built-in list, or extend it when the value starts with "+" '
+         '("+taoiseach,herr").'),
     Flag('entity_batch_size', type=int, group=_ENTITIES,
          help='Comments annotated together (spaCy batch / concurrent API '
          'calls in flight per bundle). Default: 64 for the local backend, 32 '
@@ -138,7 +145,7 @@ class Transforms:
       self.rule = moderation_rule.ModerateComments(
           o.window_hours, o.allowed_lateness, bounded=not streaming,
           decision_interval_seconds=o.decision_interval)
-    self.entities = _entity_transform(o)
+      self.entities = _entity_transform(o)
 
 
 def validate(o):
@@ -178,15 +185,6 @@ def validate(o):
       raise launch.UsageError(flag, 'must be at least 1')
   if o.nlp_timeout <= 0:
     raise launch.UsageError('--nlp_timeout', 'must be positive')
-  if o.alias_table:
-    if o.entity_backend != 'local':
-      raise launch.UsageError('--alias_table', 'only used by --entity_backend '
-                              'local')
-    from transforms.moderation import knowledge_graph
-    try:
-      knowledge_graph.AliasTable(knowledge_graph.read_rows(o.alias_table))
-    except (OSError, ValueError) as e:
-      raise launch.UsageError('--alias_table', str(e)) from e
   mode = 'streaming' if streaming else 'batch'
   steps = Transforms(o, mode)
   if not streaming:  # last: the flag checks above need no file system
@@ -201,9 +199,10 @@ def entity_types(o):
 def _entity_transform(o):
   types = entity_types(o)
   sized = {'batch_size': o.entity_batch_size} if o.entity_batch_size else {}
+  sized.update(alias_table=o.alias_table, title_prefixes=(
+      split_list(o.title_prefixes) if o.title_prefixes else None))
   if o.entity_backend == 'local':
-    extra = {'alias_table': o.alias_table} if o.alias_table else {}
-    return entities_lib.ExtractEntities('local', types, **sized, **extra)
+    return entities_lib.ExtractEntities('local', types, **sized)
   return entities_lib.ExtractEntities(
       'nlp', types, **sized,
       endpoint=o.nlp_endpoint, insecure=o.nlp_insecure,

