@@ -31,8 +31,12 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=['common*', 'pipelines*', 'transforms*', 'models*', 'serving*',
                  'templates*']),
+    # transforms/moderation/knowledge/ (the alias table, the common-word
+    # list) is read on workers with importlib.resources: it must ship.
     package_data={'': ['*.json', '*.tsv', '*.csv'],
-                  'templates': ['*/metadata.json', 'schedules/*.json']},
+                  'templates': ['*/metadata.json', 'schedules/*.json'],
+                  'transforms.moderation': ['knowledge/*.tsv',
+                                            'knowledge/*.txt']},
     install_requires=_requirements(),
     # The online endpoint as a command; the Beam jobs stay `python -m
     # pipelines.NAME` (the form Dataflow and Flex Templates launch).
