@@ -108,10 +108,13 @@ class AliasMatcher(object):
     # normalising, and its word share is known.
     self._matcher = PhraseMatcher(nlp.vocab, attr='LOWER')
     self._forms = {}
+    seen = set()
     for doc in nlp.tokenizer.pipe(sorted(forms)):
+      lowered = tuple(token.lower_ for token in doc)
       candidates = table.candidates(doc.text)
-      if not candidates:
+      if not candidates or lowered in seen:
         continue
+      seen.add(lowered)
       label = 'alias:' + doc.text
       self._forms[nlp.vocab.strings.add(label)] = (candidates,
                                                    self._word_share(doc))
@@ -130,8 +133,9 @@ class AliasMatcher(object):
     i = start - 1
     while i >= 0:
       word = doc[i].lower_.rstrip('.')
-      if doc[i].text == '.' and i > 0:
-        i -= 1
+      if doc[i].text == '.' and i > 0 and len(doc[i - 1]) <= 4 and (
+          doc[i - 1].lower_ in self._titles):  # "MR ." in capitals, not
+        i -= 1                                # "... the president. Obama"
         continue
       if word not in self._skippable:
         break
