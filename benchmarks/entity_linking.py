@@ -101,13 +101,14 @@ def main(argv=None):
                       'precision', 'recall', 'comments wrong',
                       'comments/s'], rows))
   print()
-  print('By slice (precision / recall):')
+  print('By slice (precision / recall, linked ids / gold ids):')
   names = list(results[0]['slices'])
   print(common.table(
       ['slice', 'comments'] + [r['backend'] for r in results],
       [[s, results[0]['slices'][s]['comments']] + [
           f'{r["slices"][s]["precision"]:.4f} / '
-          f'{r["slices"][s]["recall"]:.4f}' for r in results]
+          f'{r["slices"][s]["recall"]:.4f} ({r["slices"][s]["predicted_ids"]}'
+          f' / {r["slices"][s]["gold_ids"]})' for r in results]
        for s in names]))
   for r in results:
     print()
