@@ -10,18 +10,20 @@ names and the sentences are written here by hand, from how people write
 about them, not generated from the alias table, so the set measures the
 table as well as the recogniser:
 
-  - 40 well-known people, each under every form people use: full names,
-    the surname alone, title + surname ("Chancellor Merkel", "Sen. Sanders",
-    "former President Obama"), nicknames ("AOC", "Bibi", "Dubya");
-  - ~70 sentence shapes: start, middle and end of a sentence, questions,
-    quotes, brackets, hashtags, lists, possessives ("Merkel's"), two people
-    in one comment, names next to places;
+  - 40 well-known people, each under every form people use (157 forms):
+    full names, the surname alone, title + surname ("Chancellor Merkel",
+    "Sen. Sanders", "former President Obama"), nicknames ("AOC", "Bibi",
+    "Dubya");
+  - 60 sentence shapes (45 for one person, 15 for two): start, middle and
+    end of a sentence, questions, quotes, brackets, hashtags, lists,
+    possessives ("Merkel's"), names next to places;
   - case: some comments all lower case, some all capitals;
-  - people sharing a name, resolved by the comment ("Bill Clinton ...
-    Clinton") or not resolvable ("Clinton said so": gold is nobody);
-  - hard negatives: places, companies and things named like people in the
-    table ("I flew to Washington", "Tesla stock fell", "in May", "the jobs
-    report", "a swift response"), and people nobody's table knows ("my
+  - 18 comments with people sharing a name, resolved by the comment ("Bill
+    Clinton ... Clinton") or not resolvable ("Clinton said so": gold is
+    nobody);
+  - 35 hard negatives: places, companies and things named like people in
+    the table ("I flew to Washington", "Tesla stock fell", "in May", "the
+    jobs report", "a swift response"), and people nobody's table knows ("my
     cousin Jim").
 
 Deterministic for a seed. `make_set` builds the set, `make_stream` a
