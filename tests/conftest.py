@@ -3,9 +3,11 @@ import os
 
 import pytest
 
+from tests import fuzz
 from tests import tiny_models
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+fuzz.load_profile()
 
 
 @pytest.fixture(scope='session')
