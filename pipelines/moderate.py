@@ -114,6 +114,15 @@ FLAGS = (
     Flag('nlp_initial_backoff', type=float, default=0.5, group=_ENTITIES,
          help='nlp backend: first backoff between attempts, seconds '
          '(doubles, with jitter, up to 16 s).'),
+    Flag('nlp_deadline', type=float, default=60.0, group=_ENTITIES,
+         help='nlp backend: seconds a comment\'s attempts and backoffs may '
+         'take in all; no attempt starts that could end later, and the '
+         'comment goes to the dead letter as "api_failure".'),
+    Flag('nlp_rate_limit', type=float, default=10.0, group=_ENTITIES,
+         help='nlp backend: most API calls a second per worker process, '
+         'spaced evenly, so a burst of comments is not a burst of calls; 0: '
+         'no limit. Default 10: Cloud Natural Language\'s '
+         'default quota of 600 requests a minute.'),
 ) + flags.in_group(_IO, (local_runner.FAST_PUBSUB,))
 Options = flags.options_class('Moderate', FLAGS)
 
@@ -176,8 +185,12 @@ def validate(o):
                       ('--nlp_max_attempts', o.nlp_max_attempts)):
     if value is not None and value < 1:
       raise launch.UsageError(flag, 'must be at least 1')
-  if o.nlp_timeout <= 0:
-    raise launch.UsageError('--nlp_timeout', 'must be positive')
+  for flag, value in (('--nlp_timeout', o.nlp_timeout),
+                      ('--nlp_deadline', o.nlp_deadline)):
+    if value <= 0:
+      raise launch.UsageError(flag, 'must be positive')
+  if o.nlp_rate_limit < 0:
+    raise launch.UsageError('--nlp_rate_limit', 'must not be negative')
   if o.alias_table:
     if o.entity_backend != 'local':
       raise launch.UsageError('--alias_table', 'only used by --entity_backend '
@@ -209,7 +222,8 @@ def _entity_transform(o):
       endpoint=o.nlp_endpoint, insecure=o.nlp_insecure,
       concurrency=o.nlp_concurrency, timeout_s=o.nlp_timeout,
       max_attempts=o.nlp_max_attempts,
-      initial_backoff_s=o.nlp_initial_backoff)
+      initial_backoff_s=o.nlp_initial_backoff,
+      rate_limit_per_s=o.nlp_rate_limit, deadline_s=o.nlp_deadline)
 
 
 def build(p, o, mode, steps):
