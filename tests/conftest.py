@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
   skip = pytest.mark.skip(reason=f'a longer fault run: {RUN_FAULTS}=1 or '
                           'make faults')
   for item in items:
-    if 'faults' in item.keywords:
+    if item.get_closest_marker('faults'):
       item.add_marker(skip)
 
 
