@@ -17,7 +17,7 @@ from serving.admission import Admission
 from serving.admission import Overloaded
 from serving.app import create_app
 
-WINDOW_MS = 800
+WINDOW_MS = 2000
 
 
 @pytest.fixture(scope='module')
@@ -33,11 +33,11 @@ def slow_server(tiny_model_dir):
 
 
 def _post(base, text):
-  started = time.monotonic()
+  """(response, when it came back)."""
   with httpx.Client(timeout=30) as client:
     response = client.post(f'{base}/v1/models/tiny:predict',
                            json={'instances': [text]})
-  return response, time.monotonic() - started
+  return response, time.monotonic()
 
 
 def test_over_the_bound_requests_are_shed_at_once_and_the_rest_served(
@@ -50,13 +50,13 @@ def test_over_the_bound_requests_are_shed_at_once_and_the_rest_served(
   served = [(r, s) for r, s in results if r.status_code == 200]
   shed = [(r, s) for r, s in results if r.status_code != 200]
   assert len(served) == 2 and len(shed) == 4
-  for response, seconds in shed:
+  for response, _ in shed:
     assert 'server overloaded' in error_of(response, 503)
     assert int(response.headers['retry-after']) >= 1
-    assert seconds < WINDOW_MS / 1000  # refused without waiting
-  for response, seconds in served:
+  for response, _ in served:
     assert len(response.json()['predictions']) == 1
-    assert seconds >= WINDOW_MS / 1000 * 0.9
+  # Refused without waiting: before the admitted ones' batch was run.
+  assert max(t for _, t in shed) < min(t for _, t in served)
   assert service.stats.total['shed'] == 4
 
   response, _ = _post(base, 'after the burst')  # recovered
