@@ -21,6 +21,7 @@ from pipelines import flags
 from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
+from pipelines import local_acks
 from pipelines import local_runner
 from pipelines import outputs
 from pipelines import summary
@@ -32,6 +33,7 @@ from transforms.io import pubsub
 from transforms.io import sinks
 from transforms.moderation import comments as comments_lib
 from transforms.moderation import entities as entities_lib
+from transforms.moderation import outcomes
 from transforms.moderation import rule as moderation_rule
 
 _IO = 'input and output'
@@ -312,7 +314,10 @@ def run(argv=None, wait=True):
   _check_cloud(args, mode, options)
   p = beam.Pipeline(options=options)
   build(p, args, mode, steps)
-  local_runner.speed_up(p, args.local_fast_pubsub)
+  # Locally a message is acknowledged once its decision or dead letter is
+  # published, so a killed job loses nothing (pipelines/local_acks.py).
+  acks = local_acks.AckOnOutcome(outcomes.message_keys, outcomes.outcome_key)
+  local_runner.speed_up(p, args.local_fast_pubsub, acks=acks)
   if mode == 'streaming' and local_runner.is_local(options):
     steps.entities.load_now()
   result = p.run()

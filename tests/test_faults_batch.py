@@ -10,6 +10,7 @@ import os
 import pytest
 
 from harness import kill_points
+from harness.fault_figures import record
 from harness.job_outputs import batch_outputs
 from harness.job_outputs import differing_keys
 from pipelines import batch_predict
@@ -43,24 +44,50 @@ def uninterrupted(tmp_path_factory, inputs, tiny_model_dir):
   return batch_outputs(output)
 
 
-def test_killed_while_finalizing_then_rerun_leaves_one_clean_output(
-    tmp_path, inputs, tiny_model_dir, uninterrupted):
-  output = str(tmp_path / 'predictions')
-  flags = _flags(inputs, tiny_model_dir, output, '--num_shards', '3')
-  status = kill_points.run('finalize', 1, ['-m', 'pipelines.batch_predict',
-                                           *flags], tmp_path / 'killed.log')
+def _kill_and_rerun(tmp_path, flags, point, after_calls, uninterrupted):
+  """Kills the job at `point`, reruns it; checks and records the rerun's
+  outputs against the uninterrupted run's; returns what the kill left."""
+  output = flags[flags.index('--output') + 1]
+  status = kill_points.run(point, after_calls, ['-m', 'pipelines.batch_predict',
+                                                *flags], tmp_path / 'killed.log')
   assert status == -9, (tmp_path / 'killed.log').read_text()[-2000:]
-  # What the kill left: the shards renamed so far, the rest still in
-  # Beam's temporary folder (docs/reliability.md: wait for the job's exit).
-  assert batch_outputs(output).temporary_folders
-
+  left = batch_outputs(output)
   batch_predict.run(flags)
   rerun = batch_outputs(output)
-  assert not differing_keys(rerun.predictions, uninterrupted.predictions)
+  wrong = differing_keys(rerun.predictions, uninterrupted.predictions)
+  record(f'batch_predict SIGKILL while {point}ing, then rerun', {
+      'inputs': len(ROWS) + len(BAD), 'outputs': len(rerun.predictions),
+      'dead_lettered': len(rerun.dead_letters), 'lost': len(wrong),
+      'duplicates': rerun.duplicates,
+      'visible_after_kill': left.prediction_lines,
+      'temporary_folders_after_kill': len(left.temporary_folders)})
+  assert not wrong
   assert rerun.duplicates == 0
   assert rerun.dead_letters == uninterrupted.dead_letters
-  assert rerun.shard_counts == {'predictions': {3}, 'dead letters': {1}}
   assert not rerun.temporary_folders
+  return left, rerun
+
+
+def test_killed_while_finalizing_then_rerun_leaves_one_clean_output(
+    tmp_path, inputs, tiny_model_dir, uninterrupted):
+  flags = _flags(inputs, tiny_model_dir, str(tmp_path / 'predictions'),
+                 '--num_shards', '3')
+  left, rerun = _kill_and_rerun(tmp_path, flags, 'finalize', 1,
+                                uninterrupted)
+  # What the kill left: the shards renamed so far, the rest still in
+  # Beam's temporary folder (docs/reliability.md: wait for the job's exit).
+  assert left.temporary_folders
+  assert rerun.shard_counts == {'predictions': {3}, 'dead letters': {1}}
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize('point, after_calls', [
+    ('read', 1), ('read', 3), ('infer', 2), ('infer', 9), ('finalize', 2),
+    ('finalize', 3)])
+def test_killed_at_every_point_then_rerun(tmp_path, inputs, tiny_model_dir,
+                                          uninterrupted, point, after_calls):
+  flags = _flags(inputs, tiny_model_dir, str(tmp_path / 'predictions'))
+  _kill_and_rerun(tmp_path, flags, point, after_calls, uninterrupted)
 
 
 def test_a_rerun_with_another_shard_count_leaves_no_stale_shards(

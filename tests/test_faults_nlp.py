@@ -14,6 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
+from harness.fault_figures import record
 from harness.language import BOOK_SENTENCE
 from harness.language import language_server  # noqa: F401  pylint: disable=unused-import
 from harness.moderation_fixtures import comment
@@ -66,6 +67,9 @@ def test_an_outage_shorter_than_the_deadline_loses_nothing(language_server):
             equal_to([]), initial_backoff_s=0.2, max_attempts=8,
             deadline_s=20.0)
   assert len(stand_in.call_times) > len(comments)  # the outage was retried
+  record('Cloud NL UNAVAILABLE for 1 s (deadline 20 s)', {
+      'inputs': len(comments), 'outputs': len(comments),
+      'calls': len(stand_in.call_times)})
 
 
 def test_a_longer_outage_dead_letters_every_comment_with_its_reason(
@@ -90,6 +94,9 @@ def test_a_longer_outage_dead_letters_every_comment_with_its_reason(
   # Bounded by the deadline (2 s of 0.2, 0.4, 0.8 s backoffs), not by the
   # 50 attempts allowed.
   assert len(stand_in.call_times) <= 4 * len(comments)
+  record('Cloud NL UNAVAILABLE past the deadline (2 s)', {
+      'inputs': len(comments), 'dead_lettered': len(comments),
+      'calls': len(stand_in.call_times)})
 
 
 def test_hung_answers_time_out_and_slow_ones_are_waited_for(language_server):
