@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from benchmarks.serving_latency import _body
 from benchmarks.serving_latency import _free_port
 from benchmarks.serving_latency import _percentile
 from benchmarks.serving_latency import _wait_ready
+from benchmarks.serving_latency import stop_server
 
 
 def _rss_mb(pid):
@@ -204,12 +204,7 @@ def run_variant(args, server_flags):
     return figures
   finally:
     stop.set()
-    server.send_signal(signal.SIGTERM)
-    try:
-      server.wait(60)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait()
+    stop_server(server)
 
 
 def _load_flags(args):

@@ -41,18 +41,29 @@ def _run(tmp_path, model_dir, table, retries):
       '--dead_letter', str(tmp_path / 'dead'), '--runner', 'FnApiRunner'])
 
 
+def _run_in_outage(bq, failing_inserts, *run_args):
+  """_run(*run_args) while the proxy answers 503 to `failing_inserts`
+  streaming inserts (None: all); returns (the proxy, the run's figures)."""
+  with FaultProxy(bq.rest_endpoint) as proxy:
+    with bigquery_harness.clients_via(bq, proxy.url):
+      proxy.fail('/insertAll', times=failing_inserts)
+      return proxy, _run(*run_args)
+
+
+def _keys_written(bq, table):
+  return [r['key'] for r in bq.client().list_rows(
+      f'{bq.project}.{bq.dataset}.{table}')]
+
+
 def test_a_short_outage_is_retried_and_loses_nothing(
     tmp_path, bigquery_emulator, tiny_model_dir, quick_client_retry):
   bq = bigquery_emulator
-  with FaultProxy(bq.rest_endpoint) as proxy:
-    with bigquery_harness.clients_via(bq, proxy.url):
-      proxy.fail('/insertAll', times=3)
-      figures = _run(tmp_path, tiny_model_dir, bq.table('short_outage'), 3)
+  proxy, figures = _run_in_outage(bq, 3, tmp_path, tiny_model_dir,
+                                  bq.table('short_outage'), 3)
   assert proxy.refused == 3
   assert figures['predictions'] == len(ROWS)
   assert figures['dead_letters'] == 0 and figures['reconciled']
-  rows = [r['key'] for r in bq.client().list_rows(
-      f'{bq.project}.{bq.dataset}.short_outage')]
+  rows = _keys_written(bq, 'short_outage')
   assert sorted(rows) == [r['key'] for r in ROWS]
   record('BigQuery 503 on 3 streaming inserts', {
       'inputs': len(ROWS), 'outputs': len(set(rows)),
@@ -69,16 +80,12 @@ def test_a_long_outage_stops_the_job_and_a_rerun_writes_each_row_once(
   writes every row once."""
   bq = bigquery_emulator
   table = bq.table('long_outage')
-  with FaultProxy(bq.rest_endpoint) as proxy:
-    with bigquery_harness.clients_via(bq, proxy.url):
-      proxy.fail('/insertAll')
-      with pytest.raises(Exception, match='503.*insertAll.*unavailable'):
-        _run(tmp_path, tiny_model_dir, table, 2)
+  with pytest.raises(Exception, match='503.*insertAll.*unavailable'):
+    _run_in_outage(bq, None, tmp_path, tiny_model_dir, table, 2)
   assert not list(tmp_path.glob('dead-*'))
   figures = _run(tmp_path, tiny_model_dir, table, 2)
   assert figures['predictions'] == len(ROWS) and figures['reconciled']
-  rows = [r['key'] for r in bq.client().list_rows(
-      f'{bq.project}.{bq.dataset}.long_outage')]
+  rows = _keys_written(bq, 'long_outage')
   assert sorted(rows) == [r['key'] for r in ROWS]
   record('BigQuery 503 on every streaming insert: job stops, rerun', {
       'inputs': len(ROWS), 'outputs': len(set(rows)),

@@ -19,6 +19,7 @@ temporary folders, so a rerun with the same prefix leaves exactly its own
 output. Only names of that exact form are touched: a dead-letter prefix such
 as `PREFIX_errors` never matches.
 """
+import glob
 import logging
 import posixpath
 
@@ -60,9 +61,10 @@ def remove_stale(written, prefix, suffix):
     _LOG.warning('Deleting %d shards an earlier run left under %s: %s',
                  len(stale), prefix, ', '.join(sorted(stale)[:5]))
     FileSystems.delete(stale)
-  temporary = _matched(FileSystems.join(temp_glob(prefix), '*'))
-  if FileSystems.get_scheme(prefix) is None:  # local: delete the folders
-    temporary = sorted({posixpath.dirname(path) for path in temporary})
+  if FileSystems.get_scheme(prefix) is None:  # local: the folders, empty
+    temporary = sorted(glob.glob(temp_glob(prefix)))  # ones too
+  else:  # an object store has no folders, only the files in them
+    temporary = _matched(FileSystems.join(temp_glob(prefix), '*'))
   if temporary:
     try:
       FileSystems.delete(temporary)
