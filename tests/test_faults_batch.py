@@ -16,6 +16,7 @@ from harness.job_outputs import differing_keys
 from pipelines import batch_predict
 from tests import batch_io
 
+WHILE = {'read': 'reading', 'infer': 'inferring', 'finalize': 'finalizing'}
 ROWS = [{'key': f'k{i:03d}', 'text': f'a film numbered {i}'}
         for i in range(120)]
 BAD = ['{"key": "broken', '{"text": "no key"}']
@@ -55,7 +56,7 @@ def _kill_and_rerun(tmp_path, flags, point, after_calls, uninterrupted):
   batch_predict.run(flags)
   rerun = batch_outputs(output)
   wrong = differing_keys(rerun.predictions, uninterrupted.predictions)
-  record(f'batch_predict SIGKILL while {point}ing, then rerun', {
+  record(f'batch_predict SIGKILL while {WHILE[point]}, then rerun', {
       'inputs': len(ROWS) + len(BAD), 'outputs': len(rerun.predictions),
       'dead_lettered': len(rerun.dead_letters), 'lost': len(wrong),
       'duplicates': rerun.duplicates,
