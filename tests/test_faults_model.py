@@ -23,14 +23,39 @@ def truncated(tmp_path, tiny_model_dir):
   return str(model)
 
 
+def _export_scaler(export_dir, weight):
+  """serving_default(reviews: string) -> weight * length: versions differ
+  in their variable only, as retrained models do."""
+  import tensorflow as tf
+
+  class Scaler(tf.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.weight = tf.Variable(weight)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name='reviews')])
+    def serve(self, reviews):
+      length = tf.cast(tf.strings.length(reviews), tf.float32)
+      return {'score': tf.reshape(length * self.weight, [-1, 1])}
+
+  module = Scaler()
+  tf.saved_model.save(module, str(export_dir),
+                      signatures={'serving_default': module.serve})
+  return export_dir
+
+
 @pytest.fixture
-def two_versions(tmp_path, tiny_model_dir, poison_model_dir):
-  """A folder caught mid-replacement: the new version's graph and
-  fingerprint beside the old version's variables."""
+def two_versions(tmp_path):
+  """A folder caught mid-replacement: version 1's graph and fingerprint
+  beside version 2's variables."""
+  one = _export_scaler(tmp_path / 'v1', 1.0)
+  two = _export_scaler(tmp_path / 'v2', 2.0)
   model = tmp_path / 'mixed' / '1'
-  shutil.copytree(tiny_model_dir, model)
-  for name in ('saved_model.pb', 'fingerprint.pb'):
-    shutil.copy(f'{poison_model_dir}/{name}', model / name)
+  shutil.copytree(one, model)
+  shutil.rmtree(model / 'variables')
+  shutil.copytree(two / 'variables', model / 'variables')
   return str(model)
 
 
@@ -59,6 +84,11 @@ def test_truncated_variables_stop_the_server_with_one_line(truncated,
 
 
 def test_a_half_replaced_folder_is_refused_everywhere(tmp_path, two_versions):
+  import tensorflow as tf
+  # TensorFlow alone serves the mix without a word: version 1's graph with
+  # version 2's weight.
+  mixed = tf.saved_model.load(two_versions).signatures['serving_default']
+  assert mixed(reviews=tf.constant(['abc']))['score'].numpy()[0, 0] == 6.0
   with pytest.raises(model_files.ModelFilesError,
                      match='do not match the fingerprint'):
     predictor_lib.Predictor(two_versions)
