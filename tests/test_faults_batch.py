@@ -87,7 +87,9 @@ def test_killed_while_finalizing_then_rerun_leaves_one_clean_output(
     ('finalize', 3)])
 def test_killed_at_every_point_then_rerun(tmp_path, inputs, tiny_model_dir,
                                           uninterrupted, point, after_calls):
-  flags = _flags(inputs, tiny_model_dir, str(tmp_path / 'predictions'))
+  # Three prediction shards and one of dead letters: four renames.
+  flags = _flags(inputs, tiny_model_dir, str(tmp_path / 'predictions'),
+                 '--num_shards', '3')
   _kill_and_rerun(tmp_path, flags, point, after_calls, uninterrupted)
 
 
