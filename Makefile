@@ -15,8 +15,8 @@ TWO_PHASE := data/models/two_phase
 # their own: their pins (DuckDB 1.5.5, ...) need not agree with the project's.
 STANDINS := .venv-standins/.installed
 
-.PHONY: setup standins data model demo test bench serve two-phase-models two-phase-report \
-	two-phase-demo constraints clean
+.PHONY: setup standins data model demo test faults bench serve two-phase-models \
+	two-phase-report two-phase-demo constraints clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,18 @@ two-phase-demo: two-phase-models
 # fixtures start and stop every stand-in (harness/).
 test: model standins
 	$(PY) -m pytest -q --timeout 900 tests
+
+# The fault suite's longer runs (~30 min, never in CI): every kill point,
+# longer outages, restarts, the parsers' fuzz tests with 20x the examples,
+# then the online endpoint at 10x its sustained rate. Figures: the table in
+# out/faults/report.md (docs/reliability.md shows them).
+FAULTS := out/faults
+faults: model standins
+	rm -rf $(FAULTS) && mkdir -p $(FAULTS)
+	RUN_FAULTS=1 HYPOTHESIS_PROFILE=faults FAULT_FIGURES=$(FAULTS)/figures.jsonl \
+	  $(PY) -m pytest -q --timeout 3600 tests/test_faults_*.py tests/test_fuzz_*.py
+	$(PY) -m harness.fault_figures $(FAULTS)/figures.jsonl | tee $(FAULTS)/report.md
+	$(PY) -m benchmarks.serving_overload | tee $(FAULTS)/serving_overload.md
 
 # Re-pin the transitive dependencies after changing requirements.txt.
 constraints: setup

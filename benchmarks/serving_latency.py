@@ -139,12 +139,17 @@ def run_mode(args, server_flags, protocol):
         timeout=args.max_seconds + 300)
     return json.loads(load.stdout.strip().splitlines()[-1])
   finally:
-    server.send_signal(signal.SIGTERM)
-    try:
-      server.wait(60)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait()
+    stop_server(server)
+
+
+def stop_server(server):
+  """SIGTERM (the server's graceful shutdown), SIGKILL after 60 s."""
+  server.send_signal(signal.SIGTERM)
+  try:
+    server.wait(60)
+  except subprocess.TimeoutExpired:
+    server.kill()
+    server.wait()
 
 
 def main(argv=None):

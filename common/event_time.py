@@ -26,7 +26,10 @@ def parse_timestamp(value):
   if isinstance(value, bool) or value is None:
     raise BadTimestamp(f'not a timestamp: {value!r}')
   if isinstance(value, (int, float)):
-    seconds = float(value)
+    try:
+      seconds = float(value)
+    except OverflowError:  # an integer beyond any float
+      raise BadTimestamp(f'timestamp out of range: {value!r}') from None
   elif isinstance(value, str):
     text = value.strip()
     try:

@@ -72,7 +72,13 @@ def _patch_clients(patch, rest_endpoint, grpc_target):
   from google.cloud.bigquery_storage_v1.services.big_query_read.transports \
       import BigQueryReadGrpcTransport
 
-  class EmulatorClient(bigquery.Client):
+  # The library's own classes, also when an earlier patch is in place.
+  client_class = getattr(bigquery.Client, 'library_class', bigquery.Client)
+  read_class = getattr(bigquery_storage_v1.BigQueryReadClient,
+                       'library_class', bigquery_storage_v1.BigQueryReadClient)
+
+  class EmulatorClient(client_class):
+    library_class = client_class
 
     def __init__(self, project=None, credentials=None, _http=None,
                  location=None, default_query_job_config=None,
@@ -94,7 +100,8 @@ def _patch_clients(patch, rest_endpoint, grpc_target):
   client_options_for_rest = client_options.ClientOptions(
       api_endpoint=rest_endpoint)
 
-  class EmulatorReadClient(bigquery_storage_v1.BigQueryReadClient):
+  class EmulatorReadClient(read_class):
+    library_class = read_class
 
     def __init__(self, *args, **kwargs):
       del args, kwargs
@@ -111,6 +118,15 @@ def _patch_clients(patch, rest_endpoint, grpc_target):
   patch.setattr(bigquery_storage_v1, 'BigQueryReadClient', EmulatorReadClient)
   patch.setattr(bigquery_tools.BigQueryWrapper, '_bigquery_client',
                 staticmethod(apitools_client))
+
+
+@contextlib.contextmanager
+def clients_via(stand_in, rest_endpoint):
+  """Points Beam's BigQuery clients at `rest_endpoint` for the block: a
+  harness.fault_proxy.FaultProxy in front of `stand_in`, say."""
+  with pytest.MonkeyPatch.context() as patch:
+    _patch_clients(patch, rest_endpoint, stand_in.grpc_target)
+    yield
 
 
 @contextlib.contextmanager

@@ -5,7 +5,11 @@ There is no official emulator, so this serves the real API surface
 google-cloud-language) from recorded responses; the real client talks to it
 through an insecure channel. Failures are scripted per text: a list of gRPC
 status names consumed one call at a time ('OK' serves the recorded
-response), e.g. ['UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'OK'].
+response), e.g. ['UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'OK']; or for the
+whole service: an outage (`fail_for(code, seconds)`: every call fails with
+`code` meanwhile), a quota (`quota_per_s`: calls beyond it within a second
+get RESOURCE_EXHAUSTED, as the real API answers) and slow answers
+(`slow_s`). `call_times` keeps when each call arrived.
 
   from harness.language import language_server  # noqa: F401
 """
@@ -73,6 +77,10 @@ class LanguageStandIn(object):
     self.script = {}     # text -> list of status names, consumed per call
     self.delay_s = {}    # text -> seconds to sleep before answering
     self.calls = collections.Counter()
+    self.call_times = []
+    self.quota_per_s = None
+    self.slow_s = 0.0
+    self._outage = None   # [status name, seconds, first call's time]
     self._lock = threading.Lock()
 
   def reset(self):
@@ -80,15 +88,43 @@ class LanguageStandIn(object):
       self.script.clear()
       self.delay_s.clear()
       self.calls.clear()
+      self.call_times.clear()
+      self.quota_per_s = None
+      self.slow_s = 0.0
+      self._outage = None
+
+  def fail_for(self, code, seconds):
+    """Every call fails with status `code` for `seconds` from the next
+    call on."""
+    self._outage = [code, seconds, None]
+
+  def _service_outcome(self, now):
+    """A failure of the whole service at `now`, or None (lock held)."""
+    if self._outage:
+      code, seconds, started = self._outage
+      if started is None:
+        self._outage[2] = started = now
+      if now < started + seconds:
+        return code
+    if self.quota_per_s is not None:
+      recent = [t for t in self.call_times[-(int(self.quota_per_s) + 1):]
+                if t > now - 1.0]
+      if len(recent) > self.quota_per_s:
+        return 'RESOURCE_EXHAUSTED'
+    return None
 
   def analyze_entities(self, request, context):
     text = request.document.content
     with self._lock:
+      now = time.monotonic()
       self.calls[text] += 1
+      self.call_times.append(now)
       steps = self.script.get(text)
-      outcome = steps.pop(0) if steps else 'OK'
-    if self.delay_s.get(text):
-      time.sleep(self.delay_s[text])
+      outcome = (self._service_outcome(now) or
+                 (steps.pop(0) if steps else 'OK'))
+    delay = self.delay_s.get(text, 0.0) + self.slow_s
+    if delay:
+      time.sleep(delay)
     if outcome != 'OK':
       context.abort(getattr(grpc.StatusCode, outcome), f'scripted {outcome}')
     return self.responses.get(

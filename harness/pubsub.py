@@ -8,9 +8,11 @@ DirectRunner honour) and always stopped by its own pid.
   from harness.pubsub import pubsub_emulator  # noqa: F401
 """
 import contextlib
+import dataclasses
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -35,10 +37,32 @@ def emulator_jar():
   return jars[-1] if jars else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Emulator:
+  host: str
+  process: subprocess.Popen
+
+  def pause(self):
+    """Stops the emulator's process (SIGSTOP): calls hang, then time out,
+    as against a service that went away; its messages are kept."""
+    os.kill(self.process.pid, signal.SIGSTOP)
+
+  def resume(self):
+    os.kill(self.process.pid, signal.SIGCONT)
+
+
 @contextlib.contextmanager
 def running_emulator(jar, java, log_dir):
   """Starts the emulator, sets PUBSUB_EMULATOR_HOST, yields 'host:port';
   always stops it by its pid and restores the environment."""
+  with emulator(jar, java, log_dir) as running:
+    yield running.host
+
+
+@contextlib.contextmanager
+def emulator(jar, java, log_dir):
+  """running_emulator, yielding an Emulator (its process too, for fault
+  tests that stop it)."""
   host = f'127.0.0.1:{standins.free_port()}'
   log = open(log_dir / 'emulator.log', 'wb')
   proc = subprocess.Popen(
@@ -52,12 +76,14 @@ def running_emulator(jar, java, log_dir):
         raise RuntimeError(f'Pub/Sub emulator did not start; see {log.name}')
       time.sleep(0.2)
     os.environ['PUBSUB_EMULATOR_HOST'] = host
-    yield host
+    yield Emulator(host, proc)
   finally:
     if previous is None:
       os.environ.pop('PUBSUB_EMULATOR_HOST', None)
     else:
       os.environ['PUBSUB_EMULATOR_HOST'] = previous
+    if proc.poll() is None:
+      os.kill(proc.pid, signal.SIGCONT)  # a paused one cannot terminate
     proc.terminate()
     try:
       proc.wait(timeout=10)

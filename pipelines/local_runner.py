@@ -31,6 +31,15 @@ way and are never touched:
   publish futures every 100 messages. Plain-payload writes are replaced by
   one client per process and one Publish request per PUBLISH_MESSAGES,
   awaited before the bundle ends (at-least-once, as Beam's).
+- Outages. A pull that fails (Pub/Sub unreachable) reads nothing and the
+  job reads again a moment later; a publish that fails is retried with
+  backoff for up to PUBLISH_DEADLINE_S: a Pub/Sub outage stalls the job
+  instead of ending it (Beam's DirectRunner fails the pipeline at the first
+  error, where Dataflow retries).
+- Acknowledgements. A job that names its messages' outcomes
+  (`speed_up(..., acks=local_acks.AckOnOutcome(...))`) has each message
+  acknowledged once its outcome is published, not when it is read, so a
+  killed local job loses nothing (pipelines/local_acks.py).
 
 What each bought: benchmarks/optimisations.md.
 """
@@ -45,6 +54,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pipeline import PTransformOverride
 
 from common.process_cache import load_once
+from pipelines import local_acks
 from pipelines.flags import Flag
 
 PULL_MESSAGES = 1000
@@ -54,6 +64,8 @@ FILL_S = 0.2
 # up to 9 MB: headroom for the request's own fields).
 PUBLISH_MESSAGES = 1000
 PUBLISH_BYTES = 9_000_000
+PUBLISH_TIMEOUT_S = 30
+PUBLISH_DEADLINE_S = 600
 
 ENV_SWITCH = 'LOCAL_FAST_PUBSUB'
 FAST_PUBSUB = Flag(
@@ -97,12 +109,14 @@ def fast_pubsub(pipeline, flag=True):
           and options.view_as(StandardOptions).streaming)
 
 
-def speed_up(pipeline, flag=True):
+def speed_up(pipeline, flag=True, acks=None):
   """Applies the Pub/Sub speed-ups to a built `pipeline` when `fast_pubsub`
   says so (call after the graph is built, before it runs); returns whether
-  they were applied."""
+  they were applied. `acks`: a local_acks.AckOnOutcome, to acknowledge
+  each message once its outcome is published."""
   if not fast_pubsub(pipeline, flag):
     return False
+  local_acks.install(acks)
   widen_pulls()
   publish_per_bundle(pipeline)
   return True
@@ -158,7 +172,16 @@ class _WidePulls(object):
       if not more:
         break
       received.extend(more)
+    ledger = local_acks.ledger()
+    if ledger is not None and received:
+      ledger.hold(self._client, subscription, received)
     return _Pulled(received)
+
+  def acknowledge(self, subscription, ack_ids):
+    """What the DirectRunner calls right after each pull: a no-op when the
+    job's messages are acknowledged on their outcomes (local_acks)."""
+    if local_acks.ledger() is None:
+      self._client.acknowledge(subscription=subscription, ack_ids=ack_ids)
 
   def _pull(self, subscription, count, wait_s):
     from google.api_core import exceptions
@@ -167,6 +190,10 @@ class _WidePulls(object):
                                    max_messages=count, timeout=wait_s)
     except (exceptions.DeadlineExceeded, exceptions.RetryError):
       return []  # nothing within wait_s: read again later
+    except exceptions.GoogleAPICallError as e:  # unreachable: an outage
+      _LOG.warning('Pub/Sub pull failed (%s); reading again shortly', e)
+      time.sleep(IDLE_WAIT_S)
+      return []
     # pylint: disable-next=protected-access
     return [_Received(pb) for pb in response._pb.received_messages]
 
@@ -237,13 +264,31 @@ class _PublishFn(beam.DoFn):
   def _publish(self):
     if not self._pending:
       return
+    from google.api_core import exceptions
     from google.pubsub_v1 import PubsubMessage
     from google.pubsub_v1.services.publisher.client import PublisherClient
     message = PubsubMessage.pb()  # the protobuf class: no wrapper per message
-    # The generated (GAPIC) Publish call of the same client: one request for
-    # all of them, where the client's publish() batches one message at a time.
-    PublisherClient.publish(self._client, topic=self._topic,
-                            messages=[message(data=d) for d in self._pending])
+    messages = [message(data=d) for d in self._pending]
+    deadline = time.monotonic() + PUBLISH_DEADLINE_S
+    backoff = 0.5
+    while True:
+      try:
+        # The generated (GAPIC) Publish call of the same client: one request
+        # for all of them, where the client's publish() batches one message
+        # at a time.
+        PublisherClient.publish(self._client, topic=self._topic,
+                                messages=messages, timeout=PUBLISH_TIMEOUT_S)
+        break
+      except exceptions.GoogleAPIError as e:
+        if time.monotonic() + backoff > deadline:
+          raise
+        _LOG.warning('Publishing to %s failed (%s); retrying in %.1f s',
+                     self._topic, e, backoff)
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)
+    ledger = local_acks.ledger()
+    if ledger is not None:
+      ledger.settle(self._pending)
     self._pending, self._pending_bytes = [], 0
 
 

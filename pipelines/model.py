@@ -89,16 +89,30 @@ def feature_map(text, signature):
   return mapping
 
 
+def check_files(model_dir):
+  """The model's fingerprint, once its files are checked whole
+  (models.runtime.model_files); a damaged or half-copied model is one usage
+  line before anything runs."""
+  from models.runtime import model_files
+  from models.runtime import signatures as sigs
+  try:
+    return model_files.verify(sigs.resolve_model_dir(model_dir))
+  except model_files.ModelFilesError as e:
+    raise launch.UsageError('--model_dir', str(e))
+
+
 def handler(args, signature, features, **batching):
   """The SignatureModelHandler of the MODEL flags; `batching` passes
-  RunInference's batching bounds (streaming: max_batch_duration_secs)."""
+  RunInference's batching bounds (streaming: max_batch_duration_secs).
+  Workers load only the files checked here (check_files)."""
   from models.runtime import signatures as sigs
   return SignatureModelHandler(
       args.model_dir, list(signature.inputs), signature=signature.name,
       feature_map=features,
       model_version=args.model_version or sigs.default_model_version(
           args.model_dir),
-      batch_size=args.batch_size, **batching)
+      batch_size=args.batch_size, fingerprint=check_files(args.model_dir),
+      **batching)
 
 
 def model_name(args):

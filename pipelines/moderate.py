@@ -21,6 +21,7 @@ from pipelines import flags
 from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
+from pipelines import local_acks
 from pipelines import local_runner
 from pipelines import outputs
 from pipelines import summary
@@ -32,6 +33,7 @@ from transforms.io import pubsub
 from transforms.io import sinks
 from transforms.moderation import comments as comments_lib
 from transforms.moderation import entities as entities_lib
+from transforms.moderation import outcomes
 from transforms.moderation import rule as moderation_rule
 
 _IO = 'input and output'
@@ -121,6 +123,15 @@ FLAGS = (
     Flag('nlp_initial_backoff', type=float, default=0.5, group=_ENTITIES,
          help='nlp backend: first backoff between attempts, seconds '
          '(doubles, with jitter, up to 16 s).'),
+    Flag('nlp_deadline', type=float, default=60.0, group=_ENTITIES,
+         help='nlp backend: seconds a comment\'s attempts and backoffs may '
+         'take in all; no attempt starts that could end later, and the '
+         'comment goes to the dead letter as "api_failure".'),
+    Flag('nlp_rate_limit', type=float, default=10.0, group=_ENTITIES,
+         help='nlp backend: most API calls a second per worker process, '
+         'spaced evenly, so a burst of comments is not a burst of calls; 0: '
+         'no limit. Default 10: Cloud Natural Language\'s '
+         'default quota of 600 requests a minute.'),
 ) + flags.in_group(_IO, (local_runner.FAST_PUBSUB,))
 Options = flags.options_class('Moderate', FLAGS)
 
@@ -183,8 +194,12 @@ def validate(o):
                       ('--nlp_max_attempts', o.nlp_max_attempts)):
     if value is not None and value < 1:
       raise launch.UsageError(flag, 'must be at least 1')
-  if o.nlp_timeout <= 0:
-    raise launch.UsageError('--nlp_timeout', 'must be positive')
+  for flag, value in (('--nlp_timeout', o.nlp_timeout),
+                      ('--nlp_deadline', o.nlp_deadline)):
+    if value <= 0:
+      raise launch.UsageError(flag, 'must be positive')
+  if o.nlp_rate_limit < 0:
+    raise launch.UsageError('--nlp_rate_limit', 'must not be negative')
   mode = 'streaming' if streaming else 'batch'
   steps = Transforms(o, mode)
   if not streaming:  # last: the flag checks above need no file system
@@ -208,7 +223,8 @@ def _entity_transform(o):
       endpoint=o.nlp_endpoint, insecure=o.nlp_insecure,
       concurrency=o.nlp_concurrency, timeout_s=o.nlp_timeout,
       max_attempts=o.nlp_max_attempts,
-      initial_backoff_s=o.nlp_initial_backoff)
+      initial_backoff_s=o.nlp_initial_backoff,
+      rate_limit_per_s=o.nlp_rate_limit, deadline_s=o.nlp_deadline)
 
 
 def build(p, o, mode, steps):
@@ -297,7 +313,10 @@ def run(argv=None, wait=True):
   _check_cloud(args, mode, options)
   p = beam.Pipeline(options=options)
   build(p, args, mode, steps)
-  local_runner.speed_up(p, args.local_fast_pubsub)
+  # Locally a message is acknowledged once its decision or dead letter is
+  # published, so a killed job loses nothing (pipelines/local_acks.py).
+  acks = local_acks.AckOnOutcome(outcomes.message_keys, outcomes.outcome_key)
+  local_runner.speed_up(p, args.local_fast_pubsub, acks=acks)
   if mode == 'streaming' and local_runner.is_local(options):
     steps.entities.load_now()
   result = p.run()

@@ -41,6 +41,7 @@ class ServingConfig:
   prediction_log_max_rows: int = 10000
   prediction_log_max_seconds: float = 60.0
   max_concurrent_requests: int | None = None
+  max_pending_requests: int = 64
   predict_route: str | None = None
   health_route: str | None = None
   access_log: bool = False
@@ -132,6 +133,12 @@ def _server_flags(group, env):
       '--max_concurrent_requests', type=_positive_int,
       help='Connections+requests handled at once; more get HTTP 503 '
            '(default: no limit).')
+  group.add_argument(
+      '--max_pending_requests', type=_non_negative_int, default=64,
+      help='Admission control: predict requests in progress at once (read, '
+           'waiting for the model, running); more get HTTP 503 with '
+           'Retry-After at once, so the latency of the admitted ones stays '
+           'bounded under overload. 0: no limit (default 64).')
   group.add_argument(
       '--predict_route', type=_route, default=env.get('AIP_PREDICT_ROUTE'),
       help='Extra path that also serves :predict for the configured model '

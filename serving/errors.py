@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from models.runtime.predictor import InputError
+from serving.admission import Overloaded
 from serving.batcher import BatcherClosed
 
 LOG = logging.getLogger('serving')
@@ -49,8 +50,9 @@ class ModelFailure(Exception):
     self.instance = instance
 
 
-def error_response(status, message):
-  return JSONResponse({'error': message}, status_code=status)
+def error_response(status, message, headers=None):
+  return JSONResponse({'error': message}, status_code=status,
+                      headers=headers)
 
 
 def internal_error(what, exc, note=''):
@@ -73,6 +75,9 @@ def response_for(exc, what='prediction'):
     return error_response(400, str(exc))
   if isinstance(exc, BatcherClosed):
     return error_response(503, 'server is shutting down')
+  if isinstance(exc, Overloaded):
+    return error_response(503, str(exc),
+                          {'Retry-After': str(exc.retry_after_s)})
   if isinstance(exc, ClientDisconnect):  # nobody to answer; not a 5xx either
     return error_response(400, 'client disconnected')
   if isinstance(exc, ModelFailure):

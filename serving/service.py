@@ -24,6 +24,8 @@ from models.runtime.predictor import InputError
 from serving import errors
 from serving import request as req
 from serving import stats as stats_lib
+from serving.admission import Admission
+from serving.admission import Overloaded
 from serving.batcher import BatcherClosed
 from serving.batcher import MicroBatcher
 from serving.prediction_log import PredictionLogWriter
@@ -65,6 +67,8 @@ class PredictionService:
     self.version = version_id(config.model_version)
     self.ready = False
     self.stats = stats_lib.RequestStats()
+    self.admission = (Admission(config.max_pending_requests)
+                      if config.max_pending_requests else None)
     self.batcher = (MicroBatcher(predictor.predict, config.micro_batch_size,
                                  config.micro_batch_timeout_ms)
                     if config.micro_batching else None)
@@ -87,12 +91,19 @@ class PredictionService:
           404, f'version {version!r} of model {name!r} not found; this server '
                f'serves version {self.version!r}')
 
-  async def respond(self, work, what='prediction'):
+  async def respond(self, work, what='prediction', admit=False):
     """Awaits `work()`, a coroutine returning a JSON body (or a Response),
     and answers it; whatever it raises becomes its JSON error response, and
-    is counted."""
+    is counted. `admit`: a predict request, which waits for the model and
+    so passes admission control first (serving.admission)."""
+    gate = (self.admission.admit() if admit and self.admission is not None
+            else contextlib.nullcontext())
     try:
-      result = await work()
+      with gate:
+        result = await work()
+    except Overloaded as e:
+      self.stats.shed()
+      return errors.response_for(e, what)
     except Exception as e:  # pylint: disable=broad-except
       response = errors.response_for(e, what)
       self.stats.errored(response.status_code)
@@ -169,6 +180,9 @@ class PredictionService:
     for name, sig in sorted(self.predictor.signatures.items()):
       LOG.info('signature %r: %s -> %s', name, _tensors(sig.inputs),
                _tensors(sig.outputs))
+    LOG.info('admission: %s', (
+        f'at most {config.max_pending_requests} predict requests at once, '
+        'then 503 + Retry-After' if self.admission is not None else 'off'))
     LOG.info('micro-batching: %s', (
         f'up to {config.micro_batch_size} instances, '
         f'{config.micro_batch_timeout_ms:g} ms window'

@@ -3,7 +3,8 @@
 Per-request access lines are off by default (they cost latency), so the
 server logs one INFO line per interval instead, when there was traffic, and
 a summary at shutdown: requests answered and instances predicted, requests
-refused (4xx) and failed (5xx), and the micro-batcher's model calls. The
+refused (4xx), failed (5xx) and shed (503: overloaded, serving.admission),
+and the micro-batcher's model calls. The
 counters are only touched on the event loop, so they need no lock.
 """
 import collections
@@ -23,6 +24,10 @@ class RequestStats:
   def errored(self, status):
     self._add('failed' if status >= 500 else 'refused', 1)
 
+  def shed(self):
+    """A request refused by admission control (503 + Retry-After)."""
+    self._add('shed', 1)
+
   def take_interval(self):
     """The counts since the last call (empty when nothing happened)."""
     interval, self._interval = self._interval, collections.Counter()
@@ -38,6 +43,8 @@ def describe(counts, batcher=None):
   text = (f'{counts["requests"]} requests answered ({counts["instances"]} '
           f'instances), {counts["refused"]} refused (4xx), {counts["failed"]} '
           f'failed (5xx)')
+  if counts['shed']:
+    text += f', {counts["shed"]} shed (503, overloaded)'
   if batcher is not None and batcher.batches:
     text += (f'; micro-batches so far: {batcher.batches} model calls, '
              f'{batcher.batched / batcher.batches:.1f} instances each')

@@ -64,10 +64,11 @@ class V1Routes:
     async def work():
       self.service.check_model(request.path_params['name'])
       return await self._predict(request)
-    return await self.service.respond(work)
+    return await self.service.respond(work, admit=True)
 
   async def vertex_predict(self, request):
-    return await self.service.respond(lambda: self._predict(request))
+    return await self.service.respond(lambda: self._predict(request),
+                                      admit=True)
 
   async def _predict(self, request):
     body = await req.read_json(request, self.config.max_body_bytes)

@@ -108,4 +108,4 @@ class V2Routes:
       predictions = await self.service.predict(infer.predict)
       return v2_tensors.infer_response(
           infer, predictions, self.config.model_name, self.service.version)
-    return await self.service.respond(work)
+    return await self.service.respond(work, admit=True)

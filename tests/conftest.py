@@ -3,9 +3,30 @@ import os
 
 import pytest
 
+from tests import fuzz
 from tests import tiny_models
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+fuzz.load_profile()
+# Fault tests too long for `make test`'s budget run under `make faults`.
+RUN_FAULTS = 'RUN_FAULTS'
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      'markers', f'faults: a longer fault run; only with {RUN_FAULTS}=1 '
+      '(make faults)')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  if os.environ.get(RUN_FAULTS) == '1':
+    return
+  skip = pytest.mark.skip(reason=f'a longer fault run: {RUN_FAULTS}=1 or '
+                          'make faults')
+  for item in items:
+    if item.get_closest_marker('faults'):
+      item.add_marker(skip)
 
 
 @pytest.fixture(scope='session')

@@ -7,14 +7,17 @@ split the outputs back per instance".
 
 - Loaded once per process: `load(model_dir)` caches by path under a lock, so
   threads (Beam's DoFn threads, the web server's workers) share one model.
+- Loaded whole or not at all: the files' fingerprint is checked before and
+  after loading (models.runtime.model_files), so files being replaced while
+  they are read, or since the job checked them, are refused, never served.
 - Thread safe: concrete TF functions may be called concurrently.
 - JSON friendly: outputs come back as Python scalars, lists and str.
 """
 import numpy as np
 
+from models.runtime import model_files
 from models.runtime import signatures as sigs
 from common.process_cache import load_once
-
 
 
 class InputError(ValueError):
@@ -27,9 +30,16 @@ class InputError(ValueError):
 _CONVERSION_ERRORS = (TypeError, ValueError, OverflowError, SystemError)
 
 
-def load(model_dir):
-  """Returns the process-wide Predictor for `model_dir`, loading it once."""
-  return load_once(('saved_model', model_dir), lambda: Predictor(model_dir))
+def load(model_dir, fingerprint=None):
+  """Returns the process-wide Predictor for `model_dir`, loading it once.
+
+  `fingerprint` (models.runtime.model_files), when given, is the one the
+  files had when the job started: a model loaded from other files is
+  refused with ModelFilesError.
+  """
+  model = load_once(('saved_model', model_dir), lambda: Predictor(model_dir))
+  model_files.check_unchanged(model_dir, fingerprint, model.fingerprint)
+  return model
 
 
 def _column_to_python(array):
@@ -83,8 +93,18 @@ class Predictor:
   def __init__(self, model_dir):
     import tensorflow as tf
     self.model_dir = model_dir
+    resolved = sigs.resolve_model_dir(model_dir)
+    self.fingerprint = model_files.consistent_fingerprint(resolved)
     self.signatures = sigs.read_signatures(model_dir)
-    self._model = tf.saved_model.load(sigs.resolve_model_dir(model_dir))
+    try:
+      self._model = tf.saved_model.load(resolved)
+    except (IndexError, tf.errors.OpError) as e:  # what truncation raises
+      raise model_files.ModelFilesError(
+          f'{model_dir}: cannot restore the model: {type(e).__name__}: '
+          f'{str(e).strip().splitlines()[0]}') from e
+    if model_files.fingerprint(resolved) != self.fingerprint:
+      raise model_files.ModelFilesError(
+          f'{model_dir}: the files changed while the model was loading')
     self._functions = {name: self._model.signatures[name]
                        for name in self.signatures}
     self._tf = tf

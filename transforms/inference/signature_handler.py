@@ -61,12 +61,15 @@ class SignatureModelHandler(ModelHandler):
     batch_size: the largest batch; also the smallest unless min_batch_size
       is given (fixed-size batches are fastest for a SavedModel).
     max_batch_duration_secs: streaming: emit a partial batch after this long.
+    fingerprint: the model files' fingerprint when the job was checked
+      (models.runtime.model_files); a worker finding other files refuses
+      to load them.
   """
 
   def __init__(self, model_dir, input_names, signature=DEFAULT_SIGNATURE,
                feature_map=None, model_version=None,
                batch_size=DEFAULT_BATCH_SIZE, min_batch_size=None,
-               max_batch_duration_secs=None):
+               max_batch_duration_secs=None, fingerprint=None):
     super().__init__(
         min_batch_size=min_batch_size or batch_size,
         max_batch_size=batch_size,
@@ -76,10 +79,11 @@ class SignatureModelHandler(ModelHandler):
     self._signature = signature
     self._fields = [(name, feature_map.get(name, name)) for name in input_names]
     self._model_version = model_version or model_dir
+    self._fingerprint = fingerprint
 
   def load_model(self):
     from models.runtime import predictor
-    return predictor.load(self._model_dir)
+    return predictor.load(self._model_dir, self._fingerprint)
 
   def run_inference(self, batch, model, inference_args=None):
     return predict_isolating_failures(

@@ -16,6 +16,8 @@ import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 
+from transforms.io.stale_shards import RemoveStaleShards
+
 OUTPUT_FORMATS = ('jsonl', 'avro', 'parquet')
 
 
@@ -31,6 +33,23 @@ def to_json(record, sort_keys=False):
     return json.dumps(record, ensure_ascii=False, sort_keys=sort_keys)
 
 
+class _WriteJsonShards(beam.PTransform):
+  """Text lines -> `PREFIX-SSSSS-of-NNNNN.jsonl`, and nothing else under
+  that prefix once written (transforms.io.stale_shards)."""
+
+  def __init__(self, prefix, num_shards):
+    super().__init__()
+    self._prefix, self._num_shards = prefix, num_shards
+
+  def expand(self, lines):
+    return (lines
+            | 'Write' >> beam.io.WriteToText(
+                self._prefix, file_name_suffix='.jsonl',
+                num_shards=self._num_shards)
+            | 'Remove stale shards' >> RemoveStaleShards(self._prefix,
+                                                         '.jsonl'))
+
+
 class WriteJsonLines(beam.PTransform):
   """Writes dict records as JSON lines: sharded files under `prefix`
   (`PREFIX-SSSSS-of-NNNNN.jsonl`), or with `single_file` the one file
@@ -43,15 +62,12 @@ class WriteJsonLines(beam.PTransform):
     self._single_file, self._sort_keys = single_file, sort_keys
 
   def expand(self, records):
+    lines = records | 'To JSON' >> beam.Map(to_json, self._sort_keys)
     if self._single_file:
-      write = beam.io.WriteToText(self._prefix, num_shards=1,
-                                  shard_name_template='')
-    else:
-      write = beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl',
-                                  num_shards=self._num_shards)
-    return (records
-            | 'To JSON' >> beam.Map(to_json, self._sort_keys)
-            | 'Write JSONL' >> write)
+      return lines | 'Write JSONL' >> beam.io.WriteToText(
+          self._prefix, num_shards=1, shard_name_template='')
+    return lines | 'Write JSONL' >> _WriteJsonShards(self._prefix,
+                                                    self._num_shards)
 
 
 class WriteRecords(beam.PTransform):
@@ -80,12 +96,15 @@ class WriteRecords(beam.PTransform):
                                                  self._num_shards)
     suffix = f'.{self._format}'
     if self._format == 'avro':
-      return records | 'Write Avro' >> beam.io.WriteToAvro(
+      written = records | 'Write Avro' >> beam.io.WriteToAvro(
           self._prefix, schema=self._shape.avro_schema(),
           file_name_suffix=suffix, num_shards=self._num_shards)
-    return records | 'Write Parquet' >> beam.io.WriteToParquet(
-        self._prefix, schema=self._shape.arrow_schema(),
-        file_name_suffix=suffix, num_shards=self._num_shards)
+    else:
+      written = records | 'Write Parquet' >> beam.io.WriteToParquet(
+          self._prefix, schema=self._shape.arrow_schema(),
+          file_name_suffix=suffix, num_shards=self._num_shards)
+    return written | 'Remove stale shards' >> RemoveStaleShards(
+        self._prefix, suffix)
 
 
 def _json_lines(chunk):
@@ -111,8 +130,8 @@ class WriteJsonLineChunks(beam.PTransform):
       lines = lines | 'Merge' >> beam.Flatten()
     else:
       lines = lines[0]
-    return lines | 'Write JSONL' >> beam.io.WriteToText(
-        self._prefix, file_name_suffix='.jsonl', num_shards=self._num_shards)
+    return lines | 'Write JSONL' >> _WriteJsonShards(self._prefix,
+                                                    self._num_shards)
 
 
 class _CountDeadLetters(beam.DoFn):

@@ -42,9 +42,24 @@ def content_hash_key(record):
   """A deterministic key from the record's content (sha256, 32 hex chars).
 
   Identical records get identical keys, so exact duplicates are caught by the
-  duplicate-key check instead of being predicted twice.
+  duplicate-key check instead of being predicted twice. A lone surrogate
+  (JSON's "\\ud800" decodes to one) is hashed as its code point's bytes,
+  not refused: the key is still made from the content.
   """
-  return hashlib.sha256(canonical_json(record).encode('utf-8')).hexdigest()[:32]
+  return hashlib.sha256(canonical_json(record).encode(
+      'utf-8', 'surrogatepass')).hexdigest()[:32]
+
+
+def _is_text(key):
+  """False for a str holding lone surrogates, which no output can carry
+  back to the client as UTF-8."""
+  if key.isascii():
+    return True
+  try:
+    key.encode('utf-8')
+  except UnicodeEncodeError:
+    return False
+  return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +80,7 @@ class KeyRule:
     if self.mode == CONTENT_HASH:
       return content_hash_key(record), None
     key = record.get(self.field)
-    if type(key) is str and key.strip():  # the common case, checked first
+    if type(key) is str and key.strip() and _is_text(key):  # the common case
       return key, None
     if isinstance(key, bool) or not isinstance(key, (str, int)):
       problem = ('missing' if key is None else
@@ -74,6 +89,9 @@ class KeyRule:
     key = str(key)
     if not key.strip():
       return None, f'key field {self.field!r} is empty'
+    if not _is_text(key):
+      return None, (f'key field {self.field!r} is not valid Unicode text '
+                    '(a lone surrogate)')
     return key, None
 
   def keys_of_chunk(self, chunk):

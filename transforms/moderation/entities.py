@@ -34,6 +34,7 @@ from common.config_error import ConfigError
 from common.process_cache import load_once
 from transforms.moderation import alias_tables
 from transforms.moderation import knowledge_graph
+from transforms.moderation import rate_limit
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
 
@@ -213,13 +214,16 @@ class CloudNlEntityFn(_BatchedEntityFn):
   """Cloud Natural Language analyze_entities through google-cloud-language.
 
   `endpoint` is host[:port]; `insecure=True` talks plaintext gRPC with
-  anonymous credentials, for a local stand-in server only.
+  anonymous credentials, for a local stand-in server only. Calls of a
+  worker process are limited to `rate_limit_per_s` a second (rate_limit.py;
+  None or 0: no limit); a comment's attempts stop once `deadline_s` would pass.
   """
 
   def __init__(self, entity_types=DEFAULT_ENTITY_TYPES, batch_size=32,
                endpoint=DEFAULT_NLP_ENDPOINT, insecure=False, concurrency=8,
                timeout_s=10.0, max_attempts=5, initial_backoff_s=0.5,
-               max_backoff_s=16.0, alias_table=None, title_prefixes=None):
+               max_backoff_s=16.0, alias_table=None, title_prefixes=None,
+               rate_limit_per_s=None, deadline_s=None):
     super().__init__(entity_types, batch_size, alias_table, title_prefixes)
     self._endpoint = endpoint
     self._insecure = insecure
@@ -228,9 +232,12 @@ class CloudNlEntityFn(_BatchedEntityFn):
     self._max_attempts = max_attempts
     self._initial_backoff_s = initial_backoff_s
     self._max_backoff_s = max_backoff_s
+    self._rate_limit_per_s = rate_limit_per_s
+    self._deadline_s = deadline_s
     self._client = None
     self._pool = None
     self._table = None
+    self._limiter = None
     self._retries = Metrics.counter(METRICS_NAMESPACE, 'nlp_retries')
 
   def setup(self):
@@ -240,6 +247,8 @@ class CloudNlEntityFn(_BatchedEntityFn):
                               self._insecure), self._new_client)
     self._table = load_table(self._source, self._titles)
     self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency)
+    self._limiter = rate_limit.per_process(self._endpoint,
+                                           self._rate_limit_per_s)
 
   def _new_client(self):
     from google.cloud import language_v1
@@ -267,7 +276,10 @@ class CloudNlEntityFn(_BatchedEntityFn):
     document = language_v1.Document(
         content=text, type_=language_v1.Document.Type.PLAIN_TEXT)
     backoff = self._initial_backoff_s
+    started = time.monotonic()
     for attempt in range(1, self._max_attempts + 1):
+      if self._limiter is not None:
+        self._limiter.acquire()
       try:
         # retry=None: the attempts and backoff are ours, not the client's
         # default policy (which retries some codes for up to 600 s).
@@ -277,10 +289,16 @@ class CloudNlEntityFn(_BatchedEntityFn):
         return parse_entities(response, self._table)
       except exceptions.GoogleAPICallError as e:
         code = getattr(e.grpc_status_code, 'name', None)
-        if code not in RETRYABLE_CODES or attempt == self._max_attempts:
+        pause = random.uniform(0.5, 1.0) * backoff
+        elapsed = time.monotonic() - started
+        past_deadline = (self._deadline_s is not None and
+                         elapsed + pause + self._timeout_s > self._deadline_s)
+        if (code not in RETRYABLE_CODES or attempt == self._max_attempts or
+            past_deadline):
+          e.message = f'{e.message} (attempt {attempt}, {elapsed:.1f} s)'
           return e
         self._retries.inc()
-        time.sleep(random.uniform(0.5, 1.0) * backoff)
+        time.sleep(pause)
         backoff = min(backoff * 2, self._max_backoff_s)
       except Exception as e:  # pylint: disable=broad-except
         return e  # anything else is this comment's failure, not the job's
