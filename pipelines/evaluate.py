@@ -324,5 +324,10 @@ def run(argv=None):
   return 0
 
 
+def main(argv=None):
+  """The `rs-evaluate` command: run() with one-line usage errors (exit 2)."""
+  return launch.main(run, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(launch.main(run))
+  sys.exit(main())

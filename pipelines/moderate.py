@@ -312,5 +312,10 @@ def run(argv=None, wait=True):
   return 0
 
 
+def main(argv=None):
+  """The `rs-moderate` command: run() with one-line usage errors (exit 2)."""
+  return launch.main(run, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(launch.main(run))
+  sys.exit(main())

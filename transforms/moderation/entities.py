@@ -150,7 +150,7 @@ class LocalEntityFn(_BatchedEntityFn):
   """spaCy NER + the alias table; no network."""
 
   def __init__(self, entity_types=DEFAULT_ENTITY_TYPES, batch_size=64,
-               alias_table=knowledge_graph.ALIAS_TABLE):
+               alias_table=None):
     super().__init__(entity_types, batch_size)
     self._alias_path = alias_table
     self._nlp = None

@@ -16,13 +16,12 @@ and full names, where a conflict is a bug in the table and raises.
   3. the surname alone.
 """
 import functools
-import os
+import importlib.resources
+import pathlib
 import re
 import unicodedata
 
 WIKIPEDIA_PREFIX = 'https://en.wikipedia.org/wiki/'
-ALIAS_TABLE = os.path.join(
-    os.path.dirname(__file__), 'knowledge', 'person_aliases.tsv')
 
 # Leading words that qualify a name without changing who it is.
 TITLES = frozenset('''
@@ -171,9 +170,19 @@ def fallback_id(mention, entity_type):
   return f'local:{entity_type.lower()}:' + '_'.join(tokens) if tokens else ''
 
 
-def read_rows(path=ALIAS_TABLE):
-  """Parses the TSV: comments (#), a header, then title<TAB>a|b|c rows."""
-  with open(path, encoding='utf-8') as f:
+def builtin_table():
+  """The built-in table (package data), found where the package is installed
+  when it is read: a job built elsewhere sends workers None, never a path
+  on the machine that built it."""
+  return importlib.resources.files(__package__).joinpath(
+      'knowledge', 'person_aliases.tsv')
+
+
+def read_rows(path=None):
+  """Parses the TSV: comments (#), a header, then title<TAB>a|b|c rows.
+  `path` None: the built-in table."""
+  source = pathlib.Path(path) if path else builtin_table()
+  with source.open(encoding='utf-8') as f:
     for number, line in enumerate(f, 1):
       line = line.rstrip('\n')
       if not line.strip() or line.startswith('#'):
@@ -182,11 +191,12 @@ def read_rows(path=ALIAS_TABLE):
       if title == 'wikipedia_title':
         continue
       if not title or ' ' in title:
-        raise ValueError(f'{path}:{number}: bad wikipedia_title {title!r}')
+        raise ValueError(f'{source}:{number}: bad wikipedia_title {title!r}')
       yield title, [a.strip() for a in aliases.split('|') if a.strip()]
 
 
 @functools.lru_cache(maxsize=4)
-def load(path=ALIAS_TABLE):
-  """The alias table at `path`, loaded once per process."""
+def load(path=None):
+  """The alias table at `path` (None: the built-in one), loaded once per
+  process."""
   return AliasTable(read_rows(path))
