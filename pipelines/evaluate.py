@@ -25,6 +25,7 @@ from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
 from pipelines import local_runner
+from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
@@ -302,7 +303,7 @@ def run(argv=None):
     _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
         single_file=True, sort_keys=True)
-  result = p.run()
+  result = progress.run(p)
   result.wait_until_finish()
 
   run_summary = _run_summary(summary.counters(result))

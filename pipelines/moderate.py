@@ -23,6 +23,7 @@ from pipelines import inputs
 from pipelines import launch
 from pipelines import local_runner
 from pipelines import outputs
+from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
@@ -301,7 +302,7 @@ def run(argv=None, wait=True):
   local_runner.speed_up(p, args.local_fast_pubsub)
   if mode == 'streaming' and local_runner.is_local(options):
     steps.entities.load_now()
-  result = p.run()
+  result = progress.run(p)
   if mode == 'streaming':
     if not wait:
       return result
