@@ -265,7 +265,7 @@ def _print_summary(run_summary, slices, alerts, output):
           f'{outcome["passed"]} passed, '
           f'{outcome["not_evaluable"]} not evaluable')
   for a in alerts[:_MAX_PRINTED_ALERTS]:
-    print(f'ALERT {a["model"]} v{a["model_version"]} [{a["slice"]}] '
+    print(f'ALERT {a["model"]} {a["model_version"]} [{a["slice"]}] '
           f'{a["rule"]}: {a["metric"]}={a["value"]:.4f}'
           + (f' (drop {a["drop"]:.4f} from {a["previous_period"]})'
              if a['kind'] == 'drop' else ''))

@@ -75,7 +75,8 @@ JOBS = {
         '--prediction_field positive_review_probability '
         '--output {out}/evaluation',
         {'{out}/evaluation/report.html': None,
-         '{out}/evaluation/slices.jsonl': None}),
+         '{out}/evaluation/slices.jsonl': None},
+        contains=('sentiment sentiment/1: per class',)),
     'two_phase': Command(
         'rs-two-phase --input {reviews} --phase1_model {phase1} '
         '--phase2_model_dir {model} --forward uncertain:0.2,0.8 '
@@ -165,7 +166,7 @@ def _inputs(data, model, phase1, site):
   reviews = [{'key': k, 'text': t} for k, t in REVIEWS] + [{'key': 'r5'}]
   comments = [{'comment_id': c, 'commenter_id': u, 'text': t, 'timestamp': ts}
               for c, u, t, ts in COMMENTS] + ['not json\n']
-  predictions = [log_row('sentiment', '1', k, {'reviews': t},
+  predictions = [log_row('sentiment', 'sentiment/1', k, {'reviews': t},
                          {'positive_review_probability': 0.9 if i % 2 == 0
                           else 0.2}, '2026-11-01T00:00:00+00:00')
                  for i, (k, t) in enumerate(REVIEWS)]
