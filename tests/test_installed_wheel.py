@@ -21,17 +21,16 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
-import time
 
 import httpx
 import pytest
 
 from common.records.prediction_log import log_row
+from harness.server_process import serving_process
 from tests.tiny_two_phase import tiny_phase1  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -134,21 +133,25 @@ def installed(tmp_path_factory, tiny_model_dir, tiny_phase1):  # noqa: F811
   work = tmp_path_factory.mktemp('wheel')
   wheel = _build_wheel(work)
   venv = work / 'venv'
-  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)],
-                 check=True)
-  python = venv / 'bin' / 'python'
-  subprocess.run([sys.executable, '-m', 'pip', '--python', str(python),
-                  'install', '-q', '--no-deps', str(wheel)], check=True)
-  site = pathlib.Path(subprocess.run(
-      [python, '-c', 'import sysconfig; print(sysconfig.get_paths()'
-       '["purelib"])'], capture_output=True, text=True, check=True
-  ).stdout.strip())
-  (site / '_dependencies.pth').write_text(
-      sysconfig.get_paths()['purelib'] + '\n')
+  # Nothing of the checkout reaches the environment, not even while pip
+  # installs: a PYTHONPATH to a tree holding an egg-info would make the
+  # project look installed already.
   env = {k: v for k, v in os.environ.items()
          if k not in ('PYTHONPATH', 'VIRTUAL_ENV', 'PYTHONHOME')}
   env.update(PATH=f'{venv / "bin"}{os.pathsep}{env.get("PATH", "")}',
              PYTHONNOUSERSITE='1', TF_CPP_MIN_LOG_LEVEL='2')
+  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)],
+                 check=True, env=env, cwd=work)
+  python = venv / 'bin' / 'python'
+  subprocess.run([sys.executable, '-m', 'pip', '--python', str(python),
+                  'install', '-q', '--no-deps', str(wheel)], check=True,
+                 env=env, cwd=work)
+  site = pathlib.Path(subprocess.run(
+      [python, '-c', 'import sysconfig; print(sysconfig.get_paths()'
+       '["purelib"])'], capture_output=True, text=True, check=True, env=env,
+      cwd=work).stdout.strip())
+  (site / '_dependencies.pth').write_text(
+      sysconfig.get_paths()['purelib'] + '\n')
   return Installed(venv, site, wheel, env, _inputs(
       work / 'data', tiny_model_dir, tiny_phase1[0], site))
 
@@ -254,31 +257,11 @@ def _free_port():
 def test_python_m_serving_serves_from_the_installed_wheel(installed):
   port = _free_port()
   assert installed.run(['resilient-serving', '--help'], 60).returncode == 0
-  server = subprocess.Popen(
+  with serving_process(
       ['python', '-m', 'serving', '--model_dir', installed.paths['model'],
-       '--port', str(port), '--log_level', 'warning'],
-      cwd=installed.paths['out'], env=installed.env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
-  base = f'http://127.0.0.1:{port}'
-  try:
-    deadline = time.monotonic() + 120
-    while True:
-      assert server.poll() is None, server.stdout.read()
-      try:
-        if httpx.get(f'{base}/readyz').status_code == 200:
-          break
-      except httpx.TransportError:
-        pass
-      assert time.monotonic() < deadline, 'server never became ready'
-      time.sleep(0.2)
+       '--port', str(port), '--log_level', 'warning'], port,
+      cwd=installed.paths['out'], env=installed.env) as base:
     response = httpx.post(f'{base}/v1/models/tiny:predict', json={
         'instances': [{'reviews': text} for _, text in REVIEWS]})
-    assert response.status_code == 200, response.text
-    assert len(response.json()['predictions']) == len(REVIEWS)
-  finally:
-    server.send_signal(signal.SIGTERM)
-    try:
-      server.wait(60)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait()
+  assert response.status_code == 200, response.text
+  assert len(response.json()['predictions']) == len(REVIEWS)

@@ -1,0 +1,43 @@
+"""The online endpoint as an operator runs it: a process of its own, ready
+when /readyz answers, stopped with SIGTERM (killed if it outlives a minute).
+
+  with serving_process([python, '-m', 'serving', ...], port) as base_url:
+    httpx.post(f'{base_url}/v1/models/NAME:predict', json=...)
+"""
+import contextlib
+import signal
+import subprocess
+import time
+
+READY_TIMEOUT_S = 120
+
+
+@contextlib.contextmanager
+def serving_process(argv, port, ready_timeout=READY_TIMEOUT_S, **popen):
+  """Starts `argv` (a server listening on 127.0.0.1:`port`), yields its base
+  URL once ready; `popen`: more subprocess.Popen arguments (cwd, env)."""
+  import httpx
+  process = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, **popen)
+  base = f'http://127.0.0.1:{port}'
+  try:
+    deadline = time.monotonic() + ready_timeout
+    while True:
+      if process.poll() is not None:
+        raise RuntimeError(f'server exited: {process.stdout.read()}')
+      try:
+        if httpx.get(f'{base}/readyz').status_code == 200:
+          break
+      except httpx.TransportError:
+        pass
+      if time.monotonic() > deadline:
+        raise RuntimeError('server never became ready')
+      time.sleep(0.2)
+    yield base
+  finally:
+    process.send_signal(signal.SIGTERM)
+    try:
+      process.wait(60)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      process.wait()
