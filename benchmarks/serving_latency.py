@@ -4,8 +4,10 @@ For each mode, starts `python -m serving` in a subprocess on a free loopback
 port, waits until /readyz says ready, then runs the load generator in a
 second process (this script with --load): CONCURRENCY clients each sending
 keyed single-review requests back to back, bounded by --requests and
---max_seconds, after a warm-up. Prints a table and, as the LAST line, one
-JSON object with the figures.
+--max_seconds, after a warm-up. The modes: TF Serving's v1 :predict without
+and with micro-batching, and the Open Inference Protocol's v2 /infer (typed
+tensors, the key as a tensor) with micro-batching. Prints a table and, as
+the LAST line, one JSON object with the figures.
 
     python benchmarks/serving_latency.py [--model_dir data/models/sentiment/1]
         [--requests 2000] [--concurrency 16] [--instances 1]
@@ -38,16 +40,28 @@ def _percentile(sorted_values, fraction):
   return sorted_values[index]
 
 
-async def _load(url, requests, concurrency, instances, max_seconds, warmup):
+def _body(protocol, n, instances):
+  """Request n of `instances` keyed reviews, in v1 rows or v2 tensors."""
+  keys = [f'r{n}-{i}' for i in range(instances)]
+  texts = [REVIEWS[(n + i) % len(REVIEWS)] for i in range(instances)]
+  if protocol == 'v1':
+    return {'instances': [{'key': k, 'reviews': t}
+                          for k, t in zip(keys, texts)]}
+  return {'inputs': [
+      {'name': 'key', 'datatype': 'BYTES', 'shape': [instances], 'data': keys},
+      {'name': 'reviews', 'datatype': 'BYTES', 'shape': [instances],
+       'data': texts}]}
+
+
+async def _load(url, protocol, requests, concurrency, instances, max_seconds,
+                warmup):
   """Runs the load; returns latency figures (ms) and requests/s."""
   import httpx
   limits = httpx.Limits(max_connections=concurrency,
                         max_keepalive_connections=concurrency)
   async with httpx.AsyncClient(limits=limits, timeout=60) as client:
     async def one(n):
-      body = {'instances': [
-          {'key': f'r{n}-{i}', 'reviews': REVIEWS[(n + i) % len(REVIEWS)]}
-          for i in range(instances)]}
+      body = _body(protocol, n, instances)
       started = time.perf_counter()
       response = await client.post(url, json=body)
       elapsed = time.perf_counter() - started
@@ -102,7 +116,7 @@ def _wait_ready(process, base, timeout=180):
   raise RuntimeError('server did not become ready')
 
 
-def run_mode(args, server_flags):
+def run_mode(args, server_flags, protocol):
   """Starts a server with `server_flags`, loads it from a second process."""
   port = _free_port()
   base = f'http://127.0.0.1:{port}'
@@ -114,9 +128,11 @@ def run_mode(args, server_flags):
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     _wait_ready(server, base)
+    url = (f'{base}/v1/models/bench:predict' if protocol == 'v1' else
+           f'{base}/v2/models/bench/infer')
     load = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), '--load',
-         f'{base}/v1/models/bench:predict', '--requests', str(args.requests),
+        [sys.executable, os.path.abspath(__file__), '--load', url,
+         '--protocol', protocol, '--requests', str(args.requests),
          '--concurrency', str(args.concurrency), '--instances',
          str(args.instances), '--max_seconds', str(args.max_seconds)],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -150,11 +166,14 @@ def main(argv=None):
                       help='Micro-batch window for the batching mode.')
   parser.add_argument('--load', metavar='URL',
                       help=argparse.SUPPRESS)  # internal: be the load process
+  parser.add_argument('--protocol', choices=['v1', 'v2'], default='v1',
+                      help=argparse.SUPPRESS)  # internal: the load's format
   args = parser.parse_args(argv)
 
   if args.load:
-    figures = asyncio.run(_load(args.load, args.requests, args.concurrency,
-                                args.instances, args.max_seconds,
+    figures = asyncio.run(_load(args.load, args.protocol, args.requests,
+                                args.concurrency, args.instances,
+                                args.max_seconds,
                                 warmup=min(100, args.requests)))
     print(json.dumps(figures))
     return 0
@@ -163,23 +182,25 @@ def main(argv=None):
     print(f'no SavedModel at {args.model_dir}; build the demo model with '
           '`python -m models.train_demo` or pass --model_dir', file=sys.stderr)
     return 2
+  batching = ['--micro_batch_size', str(args.micro_batch_size),
+              '--micro_batch_timeout_ms', str(args.micro_batch_timeout_ms)]
   modes = {
-      'no_batching': [],
-      'micro_batching': ['--micro_batch_size', str(args.micro_batch_size),
-                         '--micro_batch_timeout_ms',
-                         str(args.micro_batch_timeout_ms)],
+      'no_batching': ([], 'v1'),
+      'micro_batching': (batching, 'v1'),
+      'micro_batching_v2': (batching, 'v2'),
   }
-  results = {name: run_mode(args, flags) for name, flags in modes.items()}
+  results = {name: run_mode(args, flags, protocol)
+             for name, (flags, protocol) in modes.items()}
 
   print(f'online endpoint, {args.concurrency} concurrent clients, '
         f'{args.instances} instance(s)/request, model {args.model_dir}, '
         f'{os.cpu_count()} cores shared by server and load')
-  header = (f'{"mode":<16}{"requests":>10}{"errors":>8}{"p50 ms":>10}'
+  header = (f'{"mode":<19}{"requests":>10}{"errors":>8}{"p50 ms":>10}'
             f'{"p99 ms":>10}{"req/s":>10}{"inst/s":>10}')
   print(header)
   print('-' * len(header))
   for name, r in results.items():
-    print(f'{name:<16}{r["requests"]:>10}{r["errors"]:>8}{r["p50_ms"]:>10}'
+    print(f'{name:<19}{r["requests"]:>10}{r["errors"]:>8}{r["p50_ms"]:>10}'
           f'{r["p99_ms"]:>10}{r["requests_per_s"]:>10}'
           f'{r["instances_per_s"]:>10}')
   print(json.dumps({

@@ -1,5 +1,6 @@
-"""Fixtures for the online endpoint: a failing model made on the fly and a real
-uvicorn server on a free loopback port, in a thread of the test process.
+"""Fixtures for the online endpoint: a failing model made on the fly, a real
+uvicorn server on a free loopback port, in a thread of the test process, and
+the helpers every serving test uses (a config from flags, an error's message).
 
 The server binds its socket before it starts (port 0: the kernel picks a free
 port, no race), and is stopped by setting uvicorn's own exit flag and joining
@@ -34,6 +35,20 @@ def export_failing_model(export_dir):
 @pytest.fixture(scope='session')
 def failing_model_dir(tmp_path_factory):
   return export_failing_model(tmp_path_factory.mktemp('models') / 'parse')
+
+
+def make_config(model_dir, *flags):
+  """The ServingConfig of `python -m serving --model_dir DIR FLAGS...`."""
+  from serving import config as serving_config
+  return serving_config.parse(['--model_dir', str(model_dir), *flags])
+
+
+def error_of(response, status):
+  """The message of an error response, once its status and JSON shape
+  ({"error": ...}, both protocols) are checked."""
+  assert response.status_code == status, response.text
+  assert response.headers['content-type'] == 'application/json'
+  return response.json()['error']
 
 
 @contextlib.contextmanager

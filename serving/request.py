@@ -1,22 +1,34 @@
 """Reads and checks a predict request before it gets near the model.
 
 Everything a client can get wrong is caught here with a message naming the
-problem: a body over the size limit (413, checked while reading, so a huge
-body is never held in memory), malformed JSON, a body that is not an object,
-missing/empty/too many instances, a bad signature name, bad keys, and
-values of the wrong shape for their input (which TensorFlow would otherwise
-only reject inside the graph, looking like a model failure). Input names and
-types are left to `Predictor.predict`, which raises `InputError` with the
-instance index.
+problem: a body that says it is not JSON (415), a body over the size limit
+(413, checked while reading, so a huge body is never held in memory),
+malformed JSON, a body that is not an object, missing/empty/too many
+instances, a bad signature name, bad keys, values of the wrong shape for
+their input (which TensorFlow would otherwise only reject inside the graph,
+looking like a model failure), and text the batch job would dead-letter
+(empty, whitespace-only or over the size limit: the same rule function,
+`common.feature_rule.feature_problem`). Input names and types are left
+to `Predictor.predict`, which raises `InputError` with the instance index.
+
+Both protocols end in `checked_request`: TF Serving's rows (`parse_predict`)
+and the Open Inference Protocol's tensors (`serving.v2_tensors`), once turned
+into rows, pass the same checks.
 """
 import dataclasses
 import json
 
+from common import feature_rule
 from models.runtime import signatures as sigs
 from serving.errors import ApiError
 from serving.errors import bad_request
 
 KEY = 'key'
+JSON_TYPE = 'application/json'
+# What the batch job's rule says about text, reported online as a 400; its
+# other reasons (missing feature, wrong type) are left to the predictor,
+# whose messages name the input and the type.
+TEXT_REASONS = ('empty_text', 'text_too_long')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +37,25 @@ class PredictRequest:
   instances: list       # as the client sent them (logged verbatim)
   model_instances: list  # what the signature gets: client keys stripped
   keys: list            # one per instance: the client key or None
+
+
+def check_content_type(request):
+  """415 for a body declared as something other than JSON. A charset (or any
+  other parameter) is fine; a request without Content-Type is read as JSON."""
+  declared = request.headers.get('content-type')
+  if declared is None:
+    return
+  media_type = declared.split(';', 1)[0].strip().lower()
+  if media_type != JSON_TYPE:
+    raise ApiError(
+        415, f'Content-Type {media_type or declared!r} is not supported; send '
+             f'the body as JSON with "Content-Type: {JSON_TYPE}"')
+
+
+async def read_json(request, max_bytes):
+  """The request's body, decoded: content type, size limit, then JSON."""
+  check_content_type(request)
+  return decode_json(await read_body(request, max_bytes))
 
 
 async def read_body(request, max_bytes):
@@ -87,7 +118,7 @@ def split_keys(instances, signature):
   return model_instances, keys
 
 
-def _value_shape(value):
+def value_shape(value):
   """The nested-list shape of a JSON value: () for a scalar, (3,) for a list
   of three; ragged lists are left to tensor conversion to report."""
   dims = []
@@ -106,18 +137,24 @@ def _describe(shape):
                                for d in shape) + ']'
 
 
+def _named(instance, names):
+  """An instance as {input name: value}: a bare value names the single
+  input; a bare value for several inputs is left to the predictor."""
+  if isinstance(instance, dict):
+    return instance
+  return {names[0]: instance} if len(names) == 1 else {}
+
+
 def check_shapes(instances, signature):
   """Each instance's value must have its input's shape minus the batch
   dimension: a string[None] input takes one string per instance, not a list."""
   names = list(signature.inputs)
   for i, instance in enumerate(instances):
-    if not isinstance(instance, dict):
-      instance = {names[0]: instance} if len(names) == 1 else {}
-    for name, value in instance.items():
+    for name, value in _named(instance, names).items():
       spec = signature.inputs.get(name)
       if spec is None or not spec.shape:  # unknown name or rank: not here
         continue
-      expected, got = spec.shape[1:], _value_shape(value)
+      expected, got = spec.shape[1:], value_shape(value)
       if len(got) != len(expected) or any(
           e not in (-1, g) for e, g in zip(expected, got)):
         raise bad_request(
@@ -125,8 +162,52 @@ def check_shapes(instances, signature):
             f'instance, got {_describe(got)}')
 
 
-def parse_predict(body, predictor, max_instances):
-  """Checks a decoded request body; returns a PredictRequest."""
+def check_texts(instances, signature, max_text_bytes):
+  """Text inputs the batch job would dead-letter (`empty_text`,
+  `text_too_long`) are refused here, by the batch job's own rule. A client
+  `key` is an identifier, not text: it is not checked."""
+  checks = feature_rule.feature_checks(
+      {name: spec for name, spec in signature.inputs.items()
+       if spec.is_string and name != KEY}, {})
+  if not checks:
+    return
+  names = list(signature.inputs)
+  for i, instance in enumerate(instances):
+    problem = feature_rule.feature_problem(
+        _named(instance, names), checks, max_text_bytes)
+    if problem and problem[0] in TEXT_REASONS:
+      raise bad_request(f'instance {i}: {problem[1]} ({problem[0]})')
+
+
+def check_count(count, max_instances):
+  if count > max_instances:
+    raise bad_request(
+        f'{count} instances exceed the limit of {max_instances} per request')
+
+
+def signature_of(predictor, name):
+  """The named signature; absent or "" means the default, as in TF Serving."""
+  if name is None or name == '':
+    name = sigs.DEFAULT_SIGNATURE
+  if not isinstance(name, str):
+    raise bad_request(
+        f'"signature_name" must be a string, got {type(name).__name__}')
+  try:
+    return predictor.signature(name)
+  except sigs.SignatureNotFound as e:
+    raise bad_request(str(e)) from None
+
+
+def checked_request(signature, instances, max_text_bytes):
+  """The checks every protocol's instances pass; returns a PredictRequest."""
+  model_instances, keys = split_keys(instances, signature)
+  check_shapes(model_instances, signature)
+  check_texts(model_instances, signature, max_text_bytes)
+  return PredictRequest(signature.name, instances, model_instances, keys)
+
+
+def parse_predict(body, predictor, max_instances, max_text_bytes):
+  """Checks a decoded TF Serving request body; returns a PredictRequest."""
   if not isinstance(body, dict):
     raise bad_request(
         f'request body must be a JSON object with "instances", got '
@@ -141,25 +222,9 @@ def parse_predict(body, predictor, max_instances):
         f'"instances" must be a list, got {type(instances).__name__}')
   if not instances:
     raise bad_request('"instances" is empty')
-  if len(instances) > max_instances:
-    raise bad_request(
-        f'{len(instances)} instances exceed the limit of {max_instances} '
-        f'per request')
-  # Absent or "" means the default signature, as in TF Serving.
-  signature_name = body.get('signature_name')
-  if signature_name is None or signature_name == '':
-    signature_name = sigs.DEFAULT_SIGNATURE
-  if not isinstance(signature_name, str):
-    raise bad_request(
-        f'"signature_name" must be a string, got '
-        f'{type(signature_name).__name__}')
-  try:
-    signature = predictor.signature(signature_name)
-  except sigs.SignatureNotFound as e:
-    raise bad_request(str(e)) from None
-  model_instances, keys = split_keys(instances, signature)
-  check_shapes(model_instances, signature)
-  return PredictRequest(signature_name, instances, model_instances, keys)
+  check_count(len(instances), max_instances)
+  signature = signature_of(predictor, body.get('signature_name'))
+  return checked_request(signature, instances, max_text_bytes)
 
 
 def with_keys(predictions, keys):

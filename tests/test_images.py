@@ -2,7 +2,6 @@
 builds from (pinned images, preinstalled dependencies, no start-up installs)
 and what the build context leaves out (.dockerignore, and .gcloudignore for
 `gcloud builds submit`)."""
-import fnmatch
 import re
 import subprocess
 
@@ -10,6 +9,7 @@ import pytest
 
 from templates import generate
 from templates import registry
+from tests import build_context
 
 ROOT = registry.REPO_ROOT
 DOCKERFILE = (ROOT / generate.DOCKERFILE).read_text()
@@ -92,55 +92,20 @@ def test_dockerfile_copies_files_that_exist():
 
 # --- the build context -------------------------------------------------------
 
-
-def _patterns(name):
-  """The ignore file's patterns, `#!include:` followed (gcloud's syntax)."""
-  out = []
-  for line in (ROOT / name).read_text().splitlines():
-    if line.startswith('#!include:'):
-      out += _patterns(line[len('#!include:'):].strip())
-    elif line.strip() and not line.startswith('#'):
-      out.append(line.strip())
-  return out
-
-
-def _regex(pattern):
-  """A root-anchored pattern ('/x', or '**/x' at any depth), as docker and
-  gitignore both read it, as a regex over context-relative paths."""
-  parts = []
-  for segment in pattern.lstrip('/').split('/'):
-    parts.append('(?:[^/]+/)*' if segment == '**' else
-                 fnmatch.translate(segment)[4:-3].replace('.*', '[^/]*') + '/')
-  return re.compile(''.join(parts)[:-1])
-
-
-def _excluded(path, patterns):
-  """Whether `path` (or a folder above it) matches the last pattern that
-  speaks of it (a `!` pattern re-includes)."""
-  prefixes = ['/'.join(path.split('/')[:i + 1])
-              for i in range(path.count('/') + 1)]
-  excluded = False
-  for pattern in patterns:
-    negate = pattern.startswith('!')
-    if any(_regex(pattern.lstrip('!')).fullmatch(p) for p in prefixes):
-      excluded = not negate
-  return excluded
-
-
 @pytest.mark.parametrize('name', ['.dockerignore', '.gcloudignore'])
 def test_build_context_leaves_out_local_state_and_keeps_the_project(name):
-  patterns = _patterns(name)
+  patterns = build_context.patterns(name)
   # Anchored patterns mean the same to docker and to gcloud's gitignore
   # syntax (an unanchored 'data' would also drop a package's data/ folder
   # from gcloud's upload, not from docker's context).
   assert all(p.lstrip('!').startswith(('/', '**/')) for p in patterns), (
       patterns)
   for path in LOCAL_STATE:
-    assert _excluded(path, patterns), path
+    assert build_context.excluded(path, patterns), path
   tracked = subprocess.run(['git', 'ls-files'], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split()
   assert 'transforms/moderation/knowledge/person_aliases.tsv' in tracked
-  assert [p for p in tracked if _excluded(p, patterns)] == []
+  assert [p for p in tracked if build_context.excluded(p, patterns)] == []
   # Whatever git ignores at the top of this checkout (a worktree's .venv
   # symlinks, the stand-ins' environment, data/, out/) stays out too.
   ignored = subprocess.run(
@@ -148,12 +113,13 @@ def test_build_context_leaves_out_local_state_and_keeps_the_project(name):
        '--directory'], cwd=ROOT, check=True, capture_output=True,
       text=True).stdout.split()
   top = {p.rstrip('/') for p in ignored if '/' not in p.rstrip('/')}
-  assert [p for p in sorted(top) if not _excluded(p, patterns)] == []
+  assert [p for p in sorted(top)
+          if not build_context.excluded(p, patterns)] == []
 
 
 def test_the_pattern_reader_follows_docker_rules():
-  assert _excluded('.venv-standins/x', ['/.venv*'])
-  assert not _excluded('pipelines/.venv', ['/.venv*'])
-  assert _excluded('a/b/__pycache__/c.pyc', ['**/__pycache__'])
-  assert not _excluded('data/keep', ['/data', '!/data/keep'])
-  assert not _excluded('database.txt', ['/data'])
+  assert build_context.excluded('.venv-standins/x', ['/.venv*'])
+  assert not build_context.excluded('pipelines/.venv', ['/.venv*'])
+  assert build_context.excluded('a/b/__pycache__/c.pyc', ['**/__pycache__'])
+  assert not build_context.excluded('data/keep', ['/data', '!/data/keep'])
+  assert not build_context.excluded('database.txt', ['/data'])

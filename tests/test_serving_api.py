@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from models.runtime import predictor as predictor_lib
-from serving import config as serving_config
 from serving.app import create_app
 from harness.serving import failing_model_dir  # noqa: F401
+from harness.serving import error_of
+from harness.serving import make_config
 from harness.serving import running_server
 
 # The book's three reviews (05_resilience/serving_function.ipynb).
@@ -28,10 +29,6 @@ BOOK_REVIEWS = [NEUTRAL, POSITIVE, NEGATIVE]
 OUTPUTS = {'positive_review_logits', 'positive_review_probability'}
 
 
-def make_config(model_dir, *flags):
-  return serving_config.parse(['--model_dir', str(model_dir), *flags])
-
-
 @pytest.fixture(scope='module')
 def predictor(tiny_model_dir):  # noqa: F811
   return predictor_lib.load(tiny_model_dir)
@@ -40,7 +37,8 @@ def predictor(tiny_model_dir):  # noqa: F811
 @pytest.fixture(scope='module')
 def url(tiny_model_dir, predictor):  # noqa: F811
   app = create_app(make_config(tiny_model_dir, '--max_instances', '50',
-                               '--max_body_bytes', '20000'), predictor)
+                               '--max_body_bytes', '20000',
+                               '--max_text_bytes', '1000'), predictor)
   with running_server(app) as base:
     yield base
 
@@ -251,12 +249,6 @@ def test_vertex_ai_routes(tiny_model_dir, predictor, client):  # noqa: F811
 
 # --- errors: every one a JSON body naming the problem -----------------------
 
-def _error(response, status):
-  assert response.status_code == status, response.text
-  assert response.headers['content-type'] == 'application/json'
-  return response.json()['error']
-
-
 @pytest.mark.parametrize('content, expected', [
     (b'{"instances": [', 'malformed JSON'),
     (b'', 'empty request body'),
@@ -273,12 +265,12 @@ def _error(response, status):
      '"signature_name" must be a string, got int'),
 ])
 def test_malformed_requests(url, client, content, expected):
-  error = _error(client.post(predict_url(url), content=content), 400)
+  error = error_of(client.post(predict_url(url), content=content), 400)
   assert error.startswith(expected)
 
 
 def test_unknown_signature_names_the_available_ones(url, client):
-  error = _error(client.post(predict_url(url), json={
+  error = error_of(client.post(predict_url(url), json={
       'instances': ['x'], 'signature_name': 'nope'}), 400)
   assert error == ("unknown signature 'nope'; the model has: "
                    'keyed_prediction, serving_default')
@@ -312,11 +304,76 @@ def test_unknown_signature_names_the_available_ones(url, client):
      'instance 0: "key" must be a string or an integer, got bool'),
 ])
 def test_wrong_inputs(url, client, body, expected):
-  assert _error(client.post(predict_url(url), json=body), 400) == expected
+  assert error_of(client.post(predict_url(url), json=body), 400) == expected
+
+
+@pytest.mark.parametrize('instances, expected', [
+    (['fine', ''], "instance 1: field 'reviews': text is empty (empty_text)"),
+    ([{'key': 'k', 'reviews': ' \n\t '}],
+     "instance 0: field 'reviews': text is empty (empty_text)"),
+    (['fine', 'fine', 'x' * 1001],
+     "instance 2: field 'reviews': 1001 bytes > limit 1000 (text_too_long)"),
+    (['fine', 'é' * 501],
+     "instance 1: field 'reviews': 1002 bytes > limit 1000 (text_too_long)"),
+])
+def test_texts_the_batch_job_dead_letters_are_refused(url, client, instances,
+                                                      expected):
+  """One rule for both paths: the batch job's (common.feature_rule)."""
+  assert error_of(client.post(predict_url(url), json={
+      'instances': instances}), 400) == expected
+
+
+def test_an_empty_key_is_not_text(url, client):
+  response = client.post(predict_url(url), json={
+      'instances': [{'key': '', 'reviews': 'fine'}],
+      'signature_name': 'keyed_prediction'})
+  assert response.status_code == 200
+  assert response.json()['predictions'][0]['key'] == ''
+
+
+@pytest.mark.parametrize('content_type', [
+    'text/plain', 'application/x-www-form-urlencoded', 'application/xml',
+    'multipart/form-data; boundary=x'])
+def test_a_body_that_is_not_json_is_415(url, client, content_type):
+  body = json.dumps({'instances': ['fine']})
+  error = error_of(client.post(predict_url(url), content=body,
+                             headers={'content-type': content_type}), 415)
+  assert error == (f"Content-Type {content_type.split(';')[0]!r} is not "
+                   'supported; send the body as JSON with "Content-Type: '
+                   'application/json"')
+
+
+@pytest.mark.parametrize('content_type', [
+    'application/json', 'application/json; charset=utf-8',
+    'Application/JSON;charset=UTF-8'])
+def test_json_with_or_without_a_charset_is_accepted(url, client,
+                                                    content_type):
+  response = client.post(predict_url(url), headers={
+      'content-type': content_type}, content=json.dumps({'instances': ['ok']}))
+  assert response.status_code == 200, response.text
+
+
+def test_a_value_tensorflow_cannot_convert_names_its_instance(url, client):
+  # A lone surrogate is valid JSON but not Unicode text: TensorFlow refuses
+  # the whole column; the error names the instance.
+  error = error_of(client.post(predict_url(url), content=(
+      b'{"instances": ["fine", "fine", "bad \\ud800 text"]}')), 400)
+  assert error == "instance 2: input 'reviews' is not valid Unicode text"
+
+
+def test_an_integer_out_of_range_is_a_400_naming_its_instance(plain_model_dir,
+                                                              client):
+  config = make_config(plain_model_dir, '--model_name', 'plain')
+  with running_server(create_app(config)) as base:
+    ok = client.post(predict_url(base, 'plain'), json={'instances': [1, 2.5]})
+    assert ok.json() == {'predictions': [{'y': 2.0}, {'y': 5.0}]}
+    error = error_of(client.post(predict_url(base, 'plain'), content=(
+        b'{"instances": [1.0, 2.0, 1' + b'0' * 400 + b']}')), 400)
+  assert error == "instance 2: input 'x' is an integer out of range for float32"
 
 
 def test_too_many_instances(url, client):
-  error = _error(client.post(predict_url(url), json={
+  error = error_of(client.post(predict_url(url), json={
       'instances': ['x'] * 51}), 400)
   assert error == '51 instances exceed the limit of 50 per request'
   assert client.post(predict_url(url), json={
@@ -325,7 +382,7 @@ def test_too_many_instances(url, client):
 
 def test_too_large_a_body(url, client):
   body = json.dumps({'instances': ['x' * 30000]}).encode()
-  error = _error(client.post(predict_url(url), content=body), 413)
+  error = error_of(client.post(predict_url(url), content=body), 413)
   assert error == (f'request body of {len(body)} bytes exceeds the limit of '
                    '20000 bytes')
 
@@ -337,17 +394,17 @@ def test_too_large_a_chunked_body(url, client):
     for _ in range(30):
       yield b'x' * 1000
     yield b'"]}'
-  error = _error(client.post(predict_url(url), content=chunks()), 413)
+  error = error_of(client.post(predict_url(url), content=chunks()), 413)
   assert error == 'request body exceeds the limit of 20000 bytes'
 
 
 def test_unknown_model_route_and_method(url, client):
-  error = _error(client.post(predict_url(url, 'other'),
+  error = error_of(client.post(predict_url(url, 'other'),
                              json={'instances': ['x']}), 404)
   assert error == "model 'other' not found; this server serves 'tiny'"
-  assert _error(client.get(f'{url}/v1/models/other/metadata'), 404)
-  assert _error(client.get(f'{url}/v2/anything'), 404) == 'Not Found'
-  assert _error(client.get(predict_url(url)), 405) == 'Method Not Allowed'
+  assert error_of(client.get(f'{url}/v1/models/other/metadata'), 404)
+  assert error_of(client.get(f'{url}/v2/anything'), 404) == 'Not Found'
+  assert error_of(client.get(predict_url(url)), 405) == 'Method Not Allowed'
 
 
 def test_model_failure_is_a_500_without_internals(failing_model_dir,  # noqa: F811
@@ -357,7 +414,7 @@ def test_model_failure_is_a_500_without_internals(failing_model_dir,  # noqa: F8
     ok = client.post(predict_url(base, 'parse'), json={'instances': ['2.5']})
     assert ok.status_code == 200
     assert ok.json() == {'predictions': [{'value': 2.5}]}
-    error = _error(client.post(predict_url(base, 'parse'), json={
+    error = error_of(client.post(predict_url(base, 'parse'), json={
         'instances': ['2.5', 'not a number']}), 500)
     assert error.startswith('internal error during prediction; see the '
                             'server log for error id ')
@@ -365,6 +422,17 @@ def test_model_failure_is_a_500_without_internals(failing_model_dir,  # noqa: F8
     # ...and the server goes on serving.
     assert client.post(predict_url(base, 'parse'),
                        json={'instances': ['1']}).status_code == 200
+
+
+def test_model_failure_names_the_instance_it_fails_on(failing_model_dir,  # noqa: F811
+                                                     client):
+  config = make_config(failing_model_dir, '--model_name', 'parse')
+  with running_server(create_app(config)) as base:
+    error = error_of(client.post(predict_url(base, 'parse'), json={
+        'instances': ['1', '2', '3', 'x', '5', 'y']}), 500)
+  assert error.startswith('internal error during prediction; see the '
+                          'server log for error id ')
+  assert error.endswith(' (the model fails on instance 3)')
 
 
 def test_micro_batched_model_failure_hits_only_its_request(failing_model_dir,  # noqa: F811
@@ -384,7 +452,7 @@ def test_micro_batched_model_failure_hits_only_its_request(failing_model_dir,  #
                                                  {'value': 3.0}]}
 
 
-def test_client_that_disconnects_mid_body_is_not_a_server_error(url, client,
+def test_client_that_disconnects_mid_body_is_not_a_servererror_of(url, client,
                                                                 caplog):
   host, port = url.removeprefix('http://').split(':')
   with socket.create_connection((host, int(port))) as raw:
@@ -397,7 +465,7 @@ def test_client_that_disconnects_mid_body_is_not_a_server_error(url, client,
   assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_server_survives_every_error(url, client):
+def test_server_survives_everyerror_of(url, client):
   """After all the bad requests above (same module-scoped server), and a
   burst of garbage, it still answers correctly."""
   for content in (b'\x00' * 100, b'{"instances": [{}]}', b'null', b'1e999999'):

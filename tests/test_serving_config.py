@@ -21,6 +21,20 @@ def test_vertex_ai_environment_sets_port_and_routes(monkeypatch):
   assert (config.port, config.predict_route, config.health_route) == (
       9000, '/predict', '/health')
   assert config.model_name == 'm'
+  # Vertex AI connects from outside the container.
+  assert config.host == '0.0.0.0'
+  assert serving_config.parse(['--model_dir', 'm', '--host', '::1']).host == (
+      '::1')
+
+
+def test_vertex_ai_storage_uri_is_the_default_model_dir(monkeypatch):
+  monkeypatch.setenv('AIP_STORAGE_URI', 'gs://vertex-bucket/model/sentiment/3')
+  config = serving_config.parse([])
+  assert config.model_dir == 'gs://vertex-bucket/model/sentiment/3'
+  assert (config.model_name, config.model_version) == (
+      'sentiment', 'sentiment/3')
+  assert config.host == '127.0.0.1'  # no AIP_HTTP_PORT: not in Vertex
+  assert serving_config.parse(['--model_dir', 'm/1']).model_dir == 'm/1'
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -32,6 +46,8 @@ def test_vertex_ai_environment_sets_port_and_routes(monkeypatch):
     (['--max_instances', '0'], 'argument --max_instances'),
     (['--model_name', 'a:b'], 'argument --model_name'),
     (['--predict_route', 'predict'], 'argument --predict_route'),
+    (['--max_text_bytes', '0'], 'argument --max_text_bytes'),
+    (['--stats_log_seconds', '-1'], 'argument --stats_log_seconds'),
 ])
 def test_bad_flags_fail_early_with_one_line(flags, message, capsys):
   argv = flags if not flags else ['--model_dir', 'm/1', *flags]

@@ -21,6 +21,12 @@ class InputError(ValueError):
   """The instances do not fit the signature (names, types, shapes)."""
 
 
+# What tf.constant raises for values it cannot convert: TypeError/ValueError,
+# and SystemError for an integer beyond the dtype's range (the OverflowError
+# surfaces through TensorFlow's C conversion code as a SystemError).
+_CONVERSION_ERRORS = (TypeError, ValueError, OverflowError, SystemError)
+
+
 def load(model_dir):
   """Returns the process-wide Predictor for `model_dir`, loading it once."""
   return load_once(('saved_model', model_dir), lambda: Predictor(model_dir))
@@ -60,6 +66,17 @@ def _type_problem(value, spec):
   return None
 
 
+def _unconvertible(value, spec):
+  """Why a value that passed _type_problem still does not convert alone."""
+  if isinstance(value, str):
+    return 'is not valid Unicode text'
+  if isinstance(value, int) and not isinstance(value, bool):
+    return f'is an integer out of range for {spec.dtype}'
+  if isinstance(value, float):
+    return f'is a number that is not a valid {spec.dtype}'
+  return f'cannot be converted to {spec.dtype}'
+
+
 class Predictor:
   """A SavedModel and its serving signatures."""
 
@@ -97,19 +114,32 @@ class Predictor:
     for name, spec in sig.inputs.items():
       try:
         tensors[name] = self._tf.constant(columns[name], dtype=spec.dtype)
-      except (TypeError, ValueError) as e:
+      except _CONVERSION_ERRORS as e:
         raise InputError(
-            f'input {name!r} {self._first_problem(columns[name], spec)}') from e
+            self._first_problem(name, columns[name], spec)) from e
     outputs = self._functions[signature_name](**tensors)
     return {name: _column_to_python(t.numpy()) for name, t in outputs.items()}
 
-  @staticmethod
-  def _first_problem(values, spec):
+  def _first_problem(self, name, values, spec):
+    """Names the first instance that keeps the column from converting: a
+    wrong type, a value that does not convert even alone (an integer out of
+    range, a fraction for an integer, text that is not valid Unicode), or a
+    shape unlike instance 0's. Runs only once the column has failed."""
     for i, v in enumerate(values):
       problem = _type_problem(v, spec)
       if problem:
-        return f'(instance {i}) {problem}'
-    return f'cannot be converted to {spec.describe()}'
+        return f'instance {i}: input {name!r} {problem}'
+    shapes = []
+    for i, v in enumerate(values):
+      try:
+        shapes.append(self._tf.constant([v], dtype=spec.dtype).shape[1:]
+                      .as_list())
+      except _CONVERSION_ERRORS:
+        return f'instance {i}: input {name!r} {_unconvertible(v, spec)}'
+      if shapes[i] != shapes[0]:
+        return (f'instance {i}: input {name!r} has shape {shapes[i]}, '
+                f'instance 0 has {shapes[0]}')
+    return f'input {name!r} cannot be converted to {spec.describe()}'
 
   def predict(self, instances, signature_name=sigs.DEFAULT_SIGNATURE):
     """Predicts a list of instances; returns one output dict per instance.

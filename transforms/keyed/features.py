@@ -10,64 +10,15 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+# The rule itself is plain Python in common/, shared with the online
+# endpoint (which does not import Beam).
+from common.feature_rule import DEFAULT_MAX_TEXT_BYTES
+from common.feature_rule import feature_checks
+from common.feature_rule import feature_problem
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
 
 STAGE = 'features'
-DEFAULT_MAX_TEXT_BYTES = 100_000
-
-
-def _scalar(value):
-  while isinstance(value, (list, tuple)) and value:
-    value = value[0]
-  return value
-
-
-def _problem(value, spec, max_text_bytes):
-  """(reason, detail) when `value` cannot feed a tensor of `spec`, else None."""
-  scalar = _scalar(value)
-  if spec.is_string:
-    if not isinstance(scalar, (str, bytes)):
-      return 'wrong_type', f'expects {spec.dtype}, got {type(scalar).__name__}'
-    if not scalar or scalar.isspace():  # no stripped copy of every text
-      return 'empty_text', 'text is empty'
-    # A str takes 1 to 4 UTF-8 bytes per character: encode (a copy of every
-    # text, on the hot path) only when its length alone cannot decide.
-    if isinstance(scalar, str) and len(scalar) * 4 <= max_text_bytes:
-      return None
-    size = len(scalar.encode('utf-8')) if isinstance(scalar, str) else len(scalar)
-    if size > max_text_bytes:
-      return 'text_too_long', f'{size} bytes > limit {max_text_bytes}'
-    return None
-  if spec.dtype == 'bool':
-    ok = isinstance(scalar, bool)
-  else:
-    ok = isinstance(scalar, (int, float)) and not isinstance(scalar, bool)
-  if not ok:
-    return 'wrong_type', f'expects {spec.dtype}, got {type(scalar).__name__}'
-  return None
-
-
-def feature_checks(input_specs, feature_map):
-  """[(input name, record field, spec)]: what feature_problem checks."""
-  return [(name, feature_map.get(name, name), spec)
-          for name, spec in input_specs.items()]
-
-
-def feature_problem(record, checks, max_text_bytes):
-  """(reason, detail) for the first feature that cannot feed the signature,
-  or None when the record is valid. One rule for every path that validates
-  (record by record in ValidateFeatures, a chunk at a time in
-  transforms.keyed.keyed_input)."""
-  for name, field, spec in checks:
-    value = record.get(field)
-    if value is None:
-      return ('missing_feature',
-              f'field {field!r} (signature input {name!r}) is missing')
-    problem = _problem(value, spec, max_text_bytes)
-    if problem:
-      return problem[0], f'field {field!r}: {problem[1]}'
-  return None
 
 
 @beam.typehints.with_output_types(typing.Tuple[str, typing.Any])
