@@ -15,18 +15,22 @@ READY_TIMEOUT_S = 120
 @contextlib.contextmanager
 def serving_process(argv, port, ready_timeout=READY_TIMEOUT_S, **popen):
   """Starts `argv` (a server listening on 127.0.0.1:`port`), yields its base
-  URL once ready; `popen`: more subprocess.Popen arguments (cwd, env)."""
+  URL once ready; `popen`: more subprocess.Popen arguments (cwd, env; the
+  log goes to a pipe, read if the server dies, unless `stdout` says
+  otherwise)."""
   import httpx
-  process = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, **popen)
+  popen.setdefault('stdout', subprocess.PIPE)
+  popen.setdefault('stderr', subprocess.STDOUT)
+  process = subprocess.Popen(argv, text=True, **popen)
   base = f'http://127.0.0.1:{port}'
   try:
     deadline = time.monotonic() + ready_timeout
     while True:
       if process.poll() is not None:
-        raise RuntimeError(f'server exited: {process.stdout.read()}')
+        log = process.stdout.read() if process.stdout else ''
+        raise RuntimeError(f'server exited with {process.returncode}: {log}')
       try:
-        if httpx.get(f'{base}/readyz').status_code == 200:
+        if httpx.get(f'{base}/readyz', timeout=2).status_code == 200:
           break
       except httpx.TransportError:
         pass
