@@ -222,13 +222,18 @@ def test_every_console_script_of_the_wheel_is_run_here(installed):
   wheel = zipfile.ZipFile(installed.wheel)
   [entry_points] = [n for n in wheel.namelist()
                     if n.endswith('.dist-info/entry_points.txt')]
-  scripts = {line.split('=')[0].strip() for line in
-             wheel.read(entry_points).decode().splitlines() if '=' in line}
+  scripts = dict(tuple(part.strip() for part in line.split('='))
+                 for line in wheel.read(entry_points).decode().splitlines()
+                 if '=' in line)
   run_here = {c.argv.split()[0] for c in JOBS.values()} | {
       'resilient-serving'}
-  assert scripts <= run_here
+  assert set(scripts) <= run_here
+  # Every job has its command, and its command is run above.
   from templates import registry
-  assert {t.pipeline for t in registry.TEMPLATES} <= set(JOBS)
+  for template in registry.TEMPLATES:
+    name = template.pipeline
+    assert scripts[f'rs-{name.replace("_", "-")}'] == f'{template.module}:main'
+    assert name in JOBS
 
 
 @pytest.mark.parametrize('job', sorted(JOBS))
