@@ -16,14 +16,16 @@ TWO_PHASE := data/models/two_phase
 STANDINS := .venv-standins/.installed
 
 .PHONY: setup standins data model demo test faults bench serve two-phase-models \
-	two-phase-report two-phase-demo constraints clean
+	two-phase-report two-phase-demo constraints wheel clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt constraints.txt setup.py
+$(STAMP): requirements.txt requirements-test.txt constraints.txt constraints-test.txt \
+		pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c constraints.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt \
+	  -c constraints.txt -c constraints-test.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -89,12 +91,17 @@ faults: model standins
 	$(PY) -m harness.fault_figures $(FAULTS)/figures.jsonl | tee $(FAULTS)/report.md
 	$(PY) -m benchmarks.serving_overload | tee $(FAULTS)/serving_overload.md
 
-# Re-pin the transitive dependencies after changing requirements.txt.
+# Re-pin what requirements.txt (constraints.txt) and requirements-test.txt
+# (constraints-test.txt) pull in, after changing either; current pins are
+# kept unless UPGRADE=1. Resolves with pip, installs nothing (needs PyPI).
 constraints: setup
-	{ echo "# Transitive pins of the runtime set (pip freeze of a clean install of requirements.txt)."; \
-	  echo "# Regenerate with: make constraints"; \
-	  $(PY) -m pip freeze --exclude-editable | grep -v -i -E \
-	  "^($$(sed -n -e 's/\[[^]]*\]//' -e 's/==.*//p' requirements.txt requirements-test.txt | tr '\n' '|' | sed 's/|$$//'))=="; } > constraints.txt
+	$(PY) scripts/pin_constraints.py $(if $(UPGRADE),--upgrade)
+
+# The project as the wheel workers and images install (dist/); install it
+# with: pip install -c constraints.txt dist/resilient_serving-*.whl
+wheel: setup
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache build dist *.egg-info

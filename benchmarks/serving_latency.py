@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -101,33 +100,17 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _wait_ready(process, base, timeout=180):
-  import httpx
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f'server exited with {process.returncode}')
-    try:
-      if httpx.get(f'{base}/readyz', timeout=2).status_code == 200:
-        return
-    except httpx.TransportError:
-      pass
-    time.sleep(0.2)
-  raise RuntimeError('server did not become ready')
-
-
 def run_mode(args, server_flags, protocol):
   """Starts a server with `server_flags`, loads it from a second process."""
+  # (Imported here: the --load process runs this file as a script.)
+  from harness.server_process import serving_process
   port = _free_port()
-  base = f'http://127.0.0.1:{port}'
-  server = subprocess.Popen(
+  with serving_process(
       [sys.executable, '-m', 'serving', '--model_dir', args.model_dir,
        '--model_name', 'bench', '--port', str(port), '--log_level',
        'warning', '--max_instances', str(max(1000, args.instances)),
-       *server_flags],
-      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    _wait_ready(server, base)
+       *server_flags], port, ready_timeout=180, cwd=REPO,
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as base:
     url = (f'{base}/v1/models/bench:predict' if protocol == 'v1' else
            f'{base}/v2/models/bench/infer')
     load = subprocess.run(
@@ -138,18 +121,6 @@ def run_mode(args, server_flags, protocol):
         cwd=REPO, capture_output=True, text=True, check=True,
         timeout=args.max_seconds + 300)
     return json.loads(load.stdout.strip().splitlines()[-1])
-  finally:
-    stop_server(server)
-
-
-def stop_server(server):
-  """SIGTERM (the server's graceful shutdown), SIGKILL after 60 s."""
-  server.send_signal(signal.SIGTERM)
-  try:
-    server.wait(60)
-  except subprocess.TimeoutExpired:
-    server.kill()
-    server.wait()
 
 
 def main(argv=None):

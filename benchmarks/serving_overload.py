@@ -28,8 +28,8 @@ from benchmarks.serving_latency import REPO
 from benchmarks.serving_latency import _body
 from benchmarks.serving_latency import _free_port
 from benchmarks.serving_latency import _percentile
-from benchmarks.serving_latency import _wait_ready
-from benchmarks.serving_latency import stop_server
+from harness.server_process import stop as stop_server
+from harness.server_process import wait_ready
 
 
 def _rss_mb(pid):
@@ -179,7 +179,7 @@ def run_variant(args, server_flags):
       memory.append(_rss_mb(server.pid))
 
   try:
-    _wait_ready(server, base)
+    wait_ready(server, base)
     rss_before = _rss_mb(server.pid)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -58,7 +58,7 @@ def train(reviews, epochs=EPOCHS, max_tokens=MAX_TOKENS,
   tokens = vectorizer(tf.constant(train_x)).numpy()
   test_tokens = vectorizer(tf.constant(test_x)).numpy()
   model.fit(tokens, np.array(train_y), batch_size=128, epochs=epochs,
-            shuffle=True, verbose=0)
+            shuffle=True, verbose=2)
   _, accuracy = model.evaluate(test_tokens, np.array(test_y), verbose=0)
   return vectorizer, model, float(accuracy)
 

@@ -98,7 +98,7 @@ def train_phase1(train_rows, validation_rows):
                 loss=keras.losses.BinaryCrossentropy(from_logits=True),
                 metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
   model.fit(tokenizer.encode(train_x), train_y, batch_size=128,
-            epochs=PHASE1_EPOCHS, shuffle=True, verbose=0,
+            epochs=PHASE1_EPOCHS, shuffle=True, verbose=2,
             validation_data=(tokenizer.encode(val_x), val_y),
             callbacks=[keras.callbacks.EarlyStopping(
                 monitor='val_binary_accuracy', patience=1,
@@ -133,7 +133,7 @@ def train_phase2(train_rows, validation_rows):
   model.compile(optimizer=keras.optimizers.Adam(1e-3),
                 loss=keras.losses.BinaryCrossentropy(from_logits=True),
                 metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
-  model.fit(dataset(train_x, train_y, True), epochs=PHASE2_EPOCHS, verbose=0,
+  model.fit(dataset(train_x, train_y, True), epochs=PHASE2_EPOCHS, verbose=2,
             validation_data=dataset(val_x, val_y, False),
             callbacks=[keras.callbacks.EarlyStopping(
                 monitor='val_binary_accuracy', patience=1,

@@ -227,5 +227,10 @@ def run(argv=None):
   return figures
 
 
+def main(argv=None):
+  """The `rs-batch-predict` command: run() with one-line usage errors (exit 2)."""
+  return launch.main(run, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(launch.main(run))
+  sys.exit(main())

@@ -25,6 +25,7 @@ from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
 from pipelines import local_runner
+from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
@@ -264,7 +265,7 @@ def _print_summary(run_summary, slices, alerts, output):
           f'{outcome["passed"]} passed, '
           f'{outcome["not_evaluable"]} not evaluable')
   for a in alerts[:_MAX_PRINTED_ALERTS]:
-    print(f'ALERT {a["model"]} v{a["model_version"]} [{a["slice"]}] '
+    print(f'ALERT {a["model"]} {a["model_version"]} [{a["slice"]}] '
           f'{a["rule"]}: {a["metric"]}={a["value"]:.4f}'
           + (f' (drop {a["drop"]:.4f} from {a["previous_period"]})'
              if a['kind'] == 'drop' else ''))
@@ -302,7 +303,7 @@ def run(argv=None):
     _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
         single_file=True, sort_keys=True)
-  result = p.run()
+  result = progress.run(p)
   result.wait_until_finish()
 
   run_summary = _run_summary(summary.counters(result))
@@ -324,5 +325,10 @@ def run(argv=None):
   return 0
 
 
+def main(argv=None):
+  """The `rs-evaluate` command: run() with one-line usage errors (exit 2)."""
+  return launch.main(run, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(launch.main(run))
+  sys.exit(main())

@@ -13,6 +13,7 @@ import time
 from common.config_error import ConfigError
 
 EXIT_USAGE = 2
+LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 
 
 class UsageError(Exception):
@@ -61,6 +62,7 @@ def run_batch_job(argv, parser, flag_list, job_class, build):
   import apache_beam as beam  # pylint: disable=import-outside-toplevel
   from pipelines import flags  # pylint: disable=import-outside-toplevel
   from pipelines import local_runner  # pylint: disable=import-outside-toplevel
+  from pipelines import progress  # pylint: disable=import-outside-toplevel
   args, beam_args = parse_args(parser, argv)
   options = local_runner.pick_runner(
       flags.pipeline_options(beam_args, args, flag_list))
@@ -68,7 +70,7 @@ def run_batch_job(argv, parser, flag_list, job_class, build):
   started = time.time()
   pipeline = beam.Pipeline(options=options)
   build(pipeline, job)
-  result = pipeline.run()
+  result = progress.run(pipeline)
   result.wait_until_finish()
   return job, result, time.time() - started
 
@@ -76,10 +78,14 @@ def run_batch_job(argv, parser, flag_list, job_class, build):
 def main(run, argv=None):
   """Calls `run(argv)`, turning UsageError into one line on stderr + exit 2.
 
+  Logs at INFO, as Beam's own examples do: the DataflowRunner's job id and
+  console URL, the job's messages while it runs, the progress lines of a
+  local run (pipelines.progress).
+
   Returns run's result (a summary dict, an exit code or None) so that `python
   -m pipelines.X` can `sys.exit(main(run))` with a meaningful status.
   """
-  logging.getLogger().setLevel(logging.WARNING)
+  logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
   try:
     result = run(argv)
   except UsageError as e:

@@ -24,6 +24,7 @@ from pipelines import launch
 from pipelines import local_acks
 from pipelines import local_runner
 from pipelines import outputs
+from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
@@ -319,7 +320,7 @@ def run(argv=None, wait=True):
   local_runner.speed_up(p, args.local_fast_pubsub, acks=acks)
   if mode == 'streaming' and local_runner.is_local(options):
     steps.entities.load_now()
-  result = p.run()
+  result = progress.run(p)
   if mode == 'streaming':
     if not wait:
       return result
@@ -330,5 +331,10 @@ def run(argv=None, wait=True):
   return 0
 
 
+def main(argv=None):
+  """The `rs-moderate` command: run() with one-line usage errors (exit 2)."""
+  return launch.main(run, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(launch.main(run))
+  sys.exit(main())

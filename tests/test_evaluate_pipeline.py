@@ -74,7 +74,7 @@ def test_fail_on_alert_exits_with_the_alert_code(world, capsys):
   argv = _argv(world, '--alert', 'macro_f1<0.99', '--fail_on_alert')
   assert evaluate.run(argv) == evaluate.EXIT_ALERT != launch.EXIT_USAGE
   printed = capsys.readouterr().out
-  assert 'ALERT sentiment v1 [all] macro_f1<0.99' in printed
+  assert 'ALERT sentiment 1 [all] macro_f1<0.99' in printed
   alerts = _read(world, 'alerts.jsonl')
   assert alerts and all(a['rule'] == 'macro_f1<0.99' for a in alerts)
   assert {'model', 'model_version', 'slice', 'metric', 'value',

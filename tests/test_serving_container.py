@@ -10,8 +10,10 @@ import json
 import pathlib
 import re
 import sys
+import tomllib
 
 from serving import config as serving_config
+from tests import build_context
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / 'serving' / 'Dockerfile'
@@ -65,8 +67,9 @@ def test_pinned_dependencies_are_installed_before_the_project():
 def test_runs_the_installed_console_script_without_flags_vertex_sets():
   entrypoint = json.loads(args_of('ENTRYPOINT')[-1])
   assert entrypoint == ['resilient-serving', '--host', '0.0.0.0']
-  setup = (ROOT / 'setup.py').read_text()
-  assert "'resilient-serving=serving.__main__:main'" in setup
+  scripts = tomllib.loads((ROOT / 'pyproject.toml').read_text())[
+      'project']['scripts']
+  assert scripts['resilient-serving'] == 'serving.__main__:main'
   # --model_dir and --port come from AIP_STORAGE_URI and AIP_HTTP_PORT.
   assert not args_of('CMD')
   assert args_of('EXPOSE') == [str(serving_config.DEFAULT_PORT)]
@@ -76,5 +79,6 @@ def test_runs_the_installed_console_script_without_flags_vertex_sets():
 
 
 def test_build_context_leaves_out_local_state():
-  ignored = set((ROOT / '.dockerignore').read_text().split())
-  assert {'.git', '.venv', '.venv-standins', 'data', 'out'} <= ignored
+  rules = build_context.patterns('.dockerignore')
+  for path in ('.git', '.venv', '.venv-standins', 'data', 'out'):
+    assert build_context.excluded(path, rules), path

@@ -1,6 +1,6 @@
 """Flex Templates: generated files in sync, valid against the Dataflow v1b3
-API schema, every parameter accepted by its pipeline, and a Dockerfile whose
-references hold."""
+API schema, every parameter accepted by its pipeline. (The image:
+tests/test_images.py.)"""
 import argparse
 import json
 import re
@@ -166,6 +166,9 @@ def test_param_types_follow_flag_naming_conventions():
       'output_dir': 'GCS_WRITE_FOLDER', 'output': 'GCS_WRITE_FILE',
       'dead_letter': 'GCS_WRITE_FILE', 'feature_map': 'TEXT',
       'format': 'ENUM', 'rate': 'NUMBER'}
+  queries = {p['name']: p['paramType'] for p in _committed_metadata(
+      registry.by_name('batch_predict'))['parameters']}
+  assert queries['input_query'] == 'TEXT'  # SQL text, not a file to read
   declared = flags.Flag('declared', template_type='GCS_READ_FILE', help='h')
   declared.add_to(parser)
   overridden = generate.parameters(parser)
@@ -179,52 +182,3 @@ def test_options_doc_lists_every_flag_of_every_pipeline():
     for action in template.parser()._actions:
       if action.option_strings and action.dest != 'help':
         assert f'| `--{action.dest}` |' in doc
-
-
-# --- the image ---------------------------------------------------------------
-
-DOCKERFILE = (ROOT / generate.DOCKERFILE).read_text()
-
-
-def _pin(package):
-  text = (ROOT / 'requirements.txt').read_text()
-  return re.search(rf'^{re.escape(package)}(\[[^]]*\])?==(\S+)$', text,
-                   re.M).group(2)
-
-
-def test_dockerfile_copies_the_beam_sdk_of_the_pinned_beam_version():
-  assert re.search(r'^ARG BEAM_VERSION=(\S+)$', DOCKERFILE, re.M).group(1) \
-      == _pin('apache-beam')
-  assert 'FROM apache/beam_python3.11_sdk:${BEAM_VERSION}' in DOCKERFILE
-  assert 'COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam' in DOCKERFILE
-  assert 'python311-template-launcher-base' in DOCKERFILE
-  assert DOCKERFILE.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
-
-
-def test_dockerfile_copies_files_that_exist():
-  sources = []
-  for line in DOCKERFILE.splitlines():
-    if line.startswith('COPY ') and '--from=' not in line:
-      sources += line.split()[1:-1]
-  assert 'requirements.txt' in sources and 'constraints.txt' in sources
-  for source in sources:
-    assert (ROOT / source).exists(), source
-
-
-def test_every_template_image_runs_its_pipeline_file():
-  assert ('FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/pipelines/${PIPELINE}.py"'
-          in DOCKERFILE)
-  assert 'FLEX_TEMPLATE_PYTHON_SETUP_FILE="${WORKDIR}/setup.py"' in DOCKERFILE
-  cloudbuild = (ROOT / generate.CLOUDBUILD).read_text()
-  for template in TEMPLATES:
-    assert (ROOT / 'pipelines' / f'{template.pipeline}.py').exists()
-    assert f'PIPELINE={template.pipeline},' in cloudbuild
-    source = (ROOT / 'pipelines' / f'{template.pipeline}.py').read_text()
-    assert "if __name__ == '__main__':" in source
-
-
-def test_build_context_leaves_out_local_state():
-  ignored = set((ROOT / '.dockerignore').read_text().split())
-  assert {'.git', '.venv', 'data', 'out'} <= ignored
-  gcloud = (ROOT / '.gcloudignore').read_text()
-  assert '#!include:.dockerignore' in gcloud

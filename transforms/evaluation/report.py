@@ -94,7 +94,7 @@ def over_time_png(plt, model, records, output):
                       if r['model_version'] == version
                       and r[metric] is not None)
       if points:
-        ax.plot(*zip(*points), marker='o', label=f'v{version}')
+        ax.plot(*zip(*points), marker='o', label=version)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
   axes[0, 0].legend(loc='best', fontsize=9)
@@ -154,7 +154,7 @@ def render_html(slices, comparisons, alerts, run_summary, images):
                        [s[m] for m in TABLE_METRICS] for s in overall]))
   for s in overall:
     parts.append(f'<h3>{html.escape(s["model"])} '
-                 f'v{html.escape(s["model_version"])}: per class</h3>')
+                 f'{html.escape(s["model_version"])}: per class</h3>')
     parts.append(_table(['label', 'precision', 'recall', 'f1', 'support'],
                         [(c['label'], c['precision'], c['recall'], c['f1'],
                           c['support']) for c in s['per_class']]))

@@ -6,9 +6,10 @@ WriteTable  WriteToBigQuery into a day-partitioned table created from a record
             shape (common.records). No row fails the job: a row that
             does not match the schema leaves as a `schema_mismatch` dead letter
             before it is sent (so a FILE_LOADS load job never fails on it), and
-            a row BigQuery itself rejects (STREAMING_INSERTS: e.g. a table that
-            already exists with another schema) leaves as `bigquery_rejected`
-            with BigQuery's errors, once transient errors were retried.
+            a row BigQuery itself rejects (STREAMING_INSERTS, STORAGE_WRITE_API:
+            e.g. a table that already exists with another schema) leaves as
+            `bigquery_rejected` with BigQuery's errors, once transient errors
+            were retried.
 
 Write methods (WriteToBigQuery.Method):
   FILE_LOADS         load jobs from files staged on gs:// (--temp_location);
@@ -16,7 +17,8 @@ Write methods (WriteToBigQuery.Method):
   STREAMING_INSERTS  insertAll; rows visible within seconds, per-row errors;
                      the default in streaming.
   STORAGE_WRITE_API  Beam runs it as a cross-language (Java) transform; needs
-                     Java and the expansion service jar, e.g. on Dataflow.
+                     Java and the expansion service jar, e.g. on Dataflow;
+                     per-row errors (transforms/io/storage_write.py).
 """
 import datetime
 import json
@@ -29,12 +31,16 @@ from common.records import dead_letter
 from transforms.dead_letter import METRICS_NAMESPACE
 from transforms.dead_letter import RoutedParDo
 from transforms.dead_letter import reject
+from transforms.io import storage_write
+from common.event_time import BadTimestamp
 from common.json_safe import json_safe
 
 FILE_LOADS = 'FILE_LOADS'
 STREAMING_INSERTS = 'STREAMING_INSERTS'
 STORAGE_WRITE_API = 'STORAGE_WRITE_API'
 WRITE_METHODS = (FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API)
+# The methods whose WriteResult names each row BigQuery refused.
+PER_ROW_ERRORS = (STREAMING_INSERTS, STORAGE_WRITE_API)
 DIRECT_READ = 'DIRECT_READ'
 STAGE = 'bigquery_write'
 SCHEMA_MISMATCH = 'schema_mismatch'
@@ -156,13 +162,21 @@ def row_problem(row, fields, prefix=''):
 
 
 class _ValidateRows(beam.DoFn):
+  """Rows that match the schema, as the write method takes them (the
+  Storage Write API: Beam Timestamps); the others become dead letters."""
 
-  def __init__(self, schema, key_field):
+  def __init__(self, schema, key_field, method):
     self._fields = schema['fields']
     self._key_field = key_field
+    self._storage_write = method == STORAGE_WRITE_API
 
   def process(self, row):
     problem = row_problem(row, self._fields)
+    if not problem and self._storage_write:
+      try:
+        row = storage_write.to_beam_values(row, self._fields)
+      except BadTimestamp as e:
+        problem = str(e)
     if problem:
       yield reject(row.get(self._key_field), STAGE, SCHEMA_MISMATCH, row,
                    problem)
@@ -180,9 +194,32 @@ class _FailedRowsToDeadLetters(beam.DoFn):
   def process(self, failed):
     destination, row, errors = failed
     self._rejected.inc()
-    yield dead_letter.record(
-        row.get(self._key_field), STAGE, REJECTED, row,
-        f'{destination}: {json.dumps(json_safe(errors))}')
+    if not isinstance(errors, str):
+      errors = json.dumps(json_safe(errors))
+    yield dead_letter.record(row.get(self._key_field), STAGE, REJECTED, row,
+                             f'{destination}: {errors}')
+
+
+def rejected_rows(result, method, table):
+  """The rows BigQuery refused, from WriteToBigQuery's WriteResult, as
+  (table, row, errors); None for methods that name none (FILE_LOADS: a
+  load job fails whole, which _ValidateRows prevents)."""
+  if method not in PER_ROW_ERRORS:
+    return None
+  failed = result.failed_rows_with_errors
+  if method == STORAGE_WRITE_API:
+    failed = failed | 'Storage Write API errors' >> beam.Map(
+        storage_write.failed_row, table)
+  return failed
+
+
+def rejected_dead_letters(result, method, table, key_field):
+  """Dead letters (`bigquery_rejected`, BigQuery's errors in `error`) of
+  the rows a WriteToBigQuery `result` refused; None for FILE_LOADS."""
+  failed = rejected_rows(result, method, table)
+  if failed is None:
+    return None
+  return failed | 'Rejected' >> beam.ParDo(_FailedRowsToDeadLetters(key_field))
 
 
 class WriteTable(beam.PTransform):
@@ -210,14 +247,14 @@ class WriteTable(beam.PTransform):
 
   def expand(self, rows):
     key_field = self._shape.key_field
-    valid = rows | 'Validate' >> RoutedParDo(
-        _ValidateRows(self._shape.bigquery_schema(), key_field))
+    valid = rows | 'Validate' >> RoutedParDo(_ValidateRows(
+        self._shape.bigquery_schema(), key_field, self._method))
     result = valid.main | 'WriteToBigQuery' >> _write_to_bigquery(
         self._table, self._shape, self._method, self._insert_retries)
-    if self._method != STREAMING_INSERTS:
+    rejected = rejected_dead_letters(result, self._method, self._table,
+                                     key_field)
+    if rejected is None:
       return valid.dead_letter
-    rejected = result.failed_rows_with_errors | 'Rejected' >> beam.ParDo(
-        _FailedRowsToDeadLetters(key_field))
     return (valid.dead_letter, rejected) | 'Dead letters' >> beam.Flatten()
 
 
@@ -253,9 +290,11 @@ class _LoseLoudly(beam.DoFn):
   def __init__(self):
     self._lost = Metrics.counter('output', 'dead_letters_lost')
 
-  def process(self, record):
+  def process(self, failed):
+    _, record, errors = failed
     self._lost.inc()
-    _LOG.error('dead letter lost: %s', json.dumps(record, default=str))
+    _LOG.error('dead letter lost (%s): %s', json.dumps(errors, default=str),
+               json.dumps(record, default=str))
 
 
 class WriteDeadLetterTable(beam.PTransform):
@@ -269,14 +308,18 @@ class WriteDeadLetterTable(beam.PTransform):
     self._insert_retries = insert_retries
 
   def expand(self, dead_letters):
-    result = (dead_letters
-              | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
-              | 'Write' >> _write_to_bigquery(
-                  self._table, dead_letter.TABLE_SHAPE, self._method,
-                  self._insert_retries))
-    if self._method != STREAMING_INSERTS:
+    rows = dead_letters | 'To rows' >> beam.ParDo(_ToDeadLetterRows())
+    if self._method == STORAGE_WRITE_API:
+      rows = rows | 'Storage Write API values' >> beam.Map(
+          storage_write.to_beam_values,
+          dead_letter.TABLE_SHAPE.bigquery_schema()['fields'])
+    result = rows | 'Write' >> _write_to_bigquery(
+        self._table, dead_letter.TABLE_SHAPE, self._method,
+        self._insert_retries)
+    failed = rejected_rows(result, self._method, self._table)
+    if failed is None:
       return None
-    return result.failed_rows | 'Lost' >> beam.ParDo(_LoseLoudly())
+    return failed | 'Lost' >> beam.ParDo(_LoseLoudly())
 
 
 def to_json_line(row):
