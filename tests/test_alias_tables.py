@@ -153,14 +153,15 @@ def test_the_built_in_table_is_found_in_the_package_not_by_a_path():
 
 
 def test_the_package_ships_and_finds_its_knowledge_files(tmp_path):
-  # setup.py's package data covers knowledge/*, and a process started
+  # pyproject.toml's package data covers knowledge/*, and a process started
   # elsewhere finds the files through importlib.resources alone.
-  from setuptools import distutils  # pylint: disable=import-outside-toplevel
-  import glob
   import fnmatch
-  dist = distutils.core.run_setup(os.path.join(ROOT, 'setup.py'),
-                                  stop_after='init')
-  patterns = dist.package_data['transforms.moderation']
+  import glob
+  import tomllib
+  with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+    project = tomllib.load(f)
+  patterns = project['tool']['setuptools']['package-data'][
+      'transforms.moderation']
   shipped = [os.path.relpath(p, os.path.join(ROOT, 'transforms', 'moderation'))
              for p in glob.glob(os.path.join(ROOT, 'transforms', 'moderation',
                                              'knowledge', '*'))]

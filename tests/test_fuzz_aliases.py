@@ -1,14 +1,16 @@
-"""Property-based tests of the alias table reader (knowledge_graph).
+"""Property-based tests of the alias table reader (alias_tables, into a
+knowledge_graph.AliasTable).
 
-Any TSV file gives an alias table or a ValueError naming what is wrong
-(which `--alias_table` reports as one usage line); a table links every
-alias it kept to one of its people, and linking any mention gives a URL of
-the table or None.
+Any TSV file gives an alias table or a ConfigError (a ValueError) naming
+what is wrong (which `--alias_table` reports as one usage line); a table
+links every alias only it holds to its row, and linking any mention gives a
+URL of the table or None.
 """
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests import fuzz
+from transforms.moderation import alias_tables
 from transforms.moderation import knowledge_graph as kg
 
 # A line starting with '#' is a comment, by the format; any other title.
@@ -29,7 +31,7 @@ def _tsv(table_rows, header):
 def _load(tmp_path_factory, data):
   path = tmp_path_factory.mktemp('aliases') / 'people.tsv'
   path.write_bytes(data)
-  return kg.AliasTable(kg.read_rows(str(path)))
+  return alias_tables.AliasSource(str(path)).table()
 
 
 @given(rows, st.booleans(), st.lists(fuzz.text, max_size=4))
@@ -62,6 +64,9 @@ def test_an_explicit_alias_links_to_its_row(tmp_path_factory, table_rows):
   except ValueError:
     return
   for title, names in table_rows:
+    url = kg.WIKIPEDIA_PREFIX + title
     for name in names:
-      if kg.normalise(name):
-        assert table.link(name) == kg.WIKIPEDIA_PREFIX + title, name
+      found = table.candidates(name)
+      if found and {c.url for c in found} == {url} and min(
+          c.tier for c in found) == kg.FULL:
+        assert table.link(name) == url, name

@@ -38,7 +38,8 @@ PROJECT_PACKAGES = ('common', 'pipelines', 'transforms', 'models', 'serving',
                     'templates')
 # Files under the packages that are no package data: the image build's own,
 # read by docker and Cloud Build from the checkout.
-BUILD_FILES = ('templates/Dockerfile', 'templates/cloudbuild.yaml')
+BUILD_FILES = ('templates/Dockerfile', 'templates/cloudbuild.yaml',
+               'serving/Dockerfile')
 REVIEWS = [('r1', 'a great film with wonderful acting'),
            ('r2', 'boring and awful, a waste of time'),
            ('r3', 'loved it, excellent fun'), ('r4', 'a dull mess')]
