@@ -43,7 +43,8 @@ def test_a_tsv_is_a_table_or_a_clear_error(tmp_path_factory, table_rows,
   except ValueError as e:
     assert str(e)
     return
-  urls = {kg.WIKIPEDIA_PREFIX + title for title, _ in table_rows}
+  # The reader strips the whitespace around a title, as around every cell.
+  urls = {kg.WIKIPEDIA_PREFIX + title.strip() for title, _ in table_rows}
   for mention in mentions + [n for _, names in table_rows for n in names]:
     url = table.link(mention)
     assert url is None or url in urls
@@ -64,7 +65,7 @@ def test_an_explicit_alias_links_to_its_row(tmp_path_factory, table_rows):
   except ValueError:
     return
   for title, names in table_rows:
-    url = kg.WIKIPEDIA_PREFIX + title
+    url = kg.WIKIPEDIA_PREFIX + title.strip()
     for name in names:
       found = table.candidates(name)
       if found and {c.url for c in found} == {url} and min(
