@@ -185,9 +185,8 @@ def _check_cloud(args, options):
     gcp.check_write_method(args.bq_write_method, options)
 
 
-def figures_of(result, elapsed):
-  """The run's figures, from its Beam metrics."""
-  counts = summary.counters(result)
+def figures_of(counts, elapsed):
+  """The run's figures, from its Beam metrics counters."""
   inputs_read = counts.get('read', {}).get(sources.RECORDS, 0)
   by_reason = summary.dead_letters_by_reason(counts)
   # A prediction the table refused is a dead letter, not an output.
@@ -209,11 +208,13 @@ def run(argv=None):
   job, result, elapsed = launch.run_batch_job(
       argv, build_parser(), FLAGS, Job, build)
   args = job.args
-  figures = figures_of(result, elapsed)
+  counts = summary.counters(result)
+  figures = figures_of(counts, elapsed)
   print(summary.format_summary('batch_predict summary', [
       ('inputs', figures['inputs']), ('predictions', figures['predictions']),
       ('dead letters', figures['dead_letters']),
       ('dead letters by reason', figures['dead_letters_by_reason']),
+      *summary.input_rows(counts),
       ('elapsed (s)', figures['elapsed_s']),
       ('records/second', figures['records_per_s']),
       ('inputs = predictions + dead letters',
@@ -224,6 +225,10 @@ def run(argv=None):
           if x)),
       ('dead letters under', outputs.dead_letters_under(args)),
   ]))
+  warning = summary.one_reason_warning(figures['inputs'],
+                                       figures['dead_letters_by_reason'])
+  if warning:
+    print(warning)
   return figures
 
 

@@ -288,6 +288,7 @@ def run(argv=None):
   rows += [
       ('decided by phase 2', by_phase2), ('pending', pending),
       ('dead letters', dead_total), ('dead letters by reason', by_reason),
+      *summary.input_rows(counts),
       ('elapsed (s)', elapsed), ('records/second', figures['records_per_s']),
       ('inputs = decisions + pending + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
@@ -298,6 +299,9 @@ def run(argv=None):
   if job.phase2_unavailable:
     rows.append(('phase 2 unavailable', job.phase2_unavailable))
   print(summary.format_summary('two_phase summary', rows))
+  warning = summary.one_reason_warning(read, by_reason)
+  if warning:
+    print(warning)
   return figures
 
 
