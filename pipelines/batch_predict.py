@@ -96,6 +96,7 @@ class Job:
       raise launch.UsageError(
           '--output', 'pass --output (files) and/or --output_table (BigQuery)')
     outputs.check_bigquery_write(args)
+    outputs.check_files_writable(args)
     model.check_counts(args)
     local = local_runner.is_local(options)
     patterns = inputs.patterns_of(args.input)
@@ -108,6 +109,8 @@ class Job:
         args.input_table, args.input_query)
     self.signature = model.read_signature(args.model_dir, args.signature)
     self.feature_map = model.feature_map(args.feature_map, self.signature)
+    inputs.check_fields(patterns, input_format, self.input.key_rule,
+                        model.input_fields(self.signature, self.feature_map))
     self.handler = model.handler(args, self.signature, self.feature_map)
     self.model_name = model.model_name(args)
     self.passthrough = split_list(args.passthrough_fields)

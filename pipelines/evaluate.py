@@ -25,6 +25,7 @@ from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
 from pipelines import local_runner
+from pipelines import outputs
 from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
@@ -138,6 +139,7 @@ def validate(options):
     inputs.check_patterns(inputs.patterns_of(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
+  outputs.check_writable('--output', options.output, folder=True)
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
@@ -299,8 +301,8 @@ def run(argv=None):
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
-    outputs = dead_letters if name == 'dead_letters' else results[name]
-    _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
+    written = dead_letters if name == 'dead_letters' else results[name]
+    _ = written | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
         single_file=True, sort_keys=True)
   result = progress.run(p)

@@ -182,6 +182,7 @@ def validate(o):
   else:
     if not o.output:
       raise launch.UsageError('--output', 'required with --input')
+    outputs.check_writable('--output', o.output)
     for flag, value in (('--output_topic', o.output_topic),
                         ('--dead_letter_topic', o.dead_letter_topic),
                         ('--timestamp_attribute', o.timestamp_attribute)):
