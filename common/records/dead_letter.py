@@ -39,7 +39,7 @@ TABLE_SHAPE = SHAPE.plus(Field(TABLE_PARTITION, 'timestamp', required=True),
 def record(key, stage, reason, raw, error=None):
   """One dead letter; `raw` is made JSON-safe here, once (bytes that are
   not text: base64, flagged)."""
-  raw, encoding = _as_raw(raw)
+  raw, encoding = as_raw(raw)
   out = {
       'key': None if key is None else str(key),
       'stage': stage,
@@ -53,8 +53,9 @@ def record(key, stage, reason, raw, error=None):
   return out
 
 
-def _as_raw(raw):
-  """(JSON-safe raw, None) or (base64 text, BASE64) for what is not text."""
+def as_raw(raw):
+  """(JSON-safe raw, None), or (base64 text, BASE64) for what is not text:
+  a dead letter's `raw` and `raw_encoding` for an input."""
   if isinstance(raw, (bytes, bytearray, memoryview)):
     data = bytes(raw)
     try:
