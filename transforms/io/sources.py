@@ -88,13 +88,16 @@ def _loads(line):
 
 def parse_json_line(line):
   """(record, None) for a line holding one JSON object, else (None,
-  (reason, why not)). `line` is str or UTF-8 bytes.
+  (reason, why not)). `line` is str or UTF-8 bytes (bytes that are not
+  UTF-8: `invalid_text`).
 
   A lone surrogate is `invalid_text`: orjson refuses every one, so only
   the lines the standard library parsed are searched for them."""
   try:
     record, fallback = _loads(line)
-  except ValueError as e:  # also UnicodeDecodeError, for bytes
+  except UnicodeDecodeError as e:  # bytes that are not UTF-8
+    return None, (INVALID_TEXT, f'not UTF-8 text: {e}')
+  except ValueError as e:
     return None, (UNPARSEABLE, f'invalid JSON: {e}')
   if not isinstance(record, dict):
     return None, (UNPARSEABLE,
