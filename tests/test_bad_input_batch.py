@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import batch_predict
-from pipelines import launch
 from tests import batch_io
+from tests.tiny_two_phase import tiny_phase1  # noqa: F401 pylint: disable=unused-import
+from tests.usage_errors import one_line_error
 
 GOOD = [{'key': f'g{i}', 'text': f'great film {i}'} for i in range(6)]
 
@@ -182,11 +183,7 @@ def test_a_list_where_a_string_is_expected_is_wrong_type(
 
 
 def _usage_error(capsys, argv):
-  code = launch.main(batch_predict.run, argv)
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and 'Traceback' not in err
-  assert len(err.splitlines()) == 1, err
-  return err
+  return one_line_error(capsys, batch_predict.run, argv)
 
 
 def _write_avro(path, fields):
@@ -264,3 +261,45 @@ def test_beam_flags_still_pass_through(tmp_path, tiny_model_dir):
                     '--direct_num_workers=2', '--experiments', 'a_b',
                     '--no_pipeline_type_check', '--job_name=bad-input')
   assert figures['predictions'] == len(GOOD)
+
+
+def test_two_phase_replay_dead_letters_a_pending_line_that_is_not_text(
+    tmp_path, tiny_model_dir):
+  from pipelines import two_phase  # pylint: disable=import-outside-toplevel
+  good = {'key': 'a', 'phase1_score': 0.5, 'phase1_model': 'm',
+          'reason': 'phase2_unavailable',
+          'record': {'key': 'a', 'text': 'great film'}}
+  path = tmp_path / 'pending.jsonl'
+  path.write_bytes(json.dumps(good).encode() + b'\n{"key": "b\xff"}\n')
+  output = str(tmp_path / 'out' / 'decisions')
+  figures = two_phase.run([
+      '--input', str(path), '--output', output, '--replay_pending',
+      '--phase2_model_dir', tiny_model_dir, '--runner', 'FnApiRunner'])
+  assert [d['key'] for d in batch_io.read_jsonl(output)] == ['a']
+  (dead,) = batch_io.read_jsonl(output + '_errors')
+  assert dead['reason'] == 'invalid_text'
+  assert _raw_bytes(dead) == b'{"key": "b\xff"}'
+  assert figures['reconciled']
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['--pending', '{file}/pending'], '--pending: cannot write under'),
+    (['--input', '{csv}'], "--text_field: field 'text' (the text both "
+     'phases read) is not in'),
+    (['--phase1_batch_sise', '4'], "unknown flag '--phase1_batch_sise'"),
+])
+def test_two_phase_usage_errors_are_one_line(
+    tmp_path, tiny_phase1, capsys, argv, expected):
+  from pipelines import two_phase  # pylint: disable=import-outside-toplevel
+  (tmp_path / 'file').write_text('a file')
+  (tmp_path / 'in.csv').write_text('key,body\na,great\n')
+  inputs = batch_io.write_shards(tmp_path / 'in', GOOD, 'jsonl', 1)
+  fill = {'file': tmp_path / 'file', 'csv': tmp_path / 'in.csv'}
+  argv = [a.format(**fill) for a in argv]
+  if '--input' not in argv:
+    argv += ['--input', inputs]
+  err = one_line_error(capsys, two_phase.run, [
+      '--output', str(tmp_path / 'o' / 'decisions'),
+      '--phase1_model', tiny_phase1[0], '--forward', 'positive:0.5',
+      '--runner', 'FnApiRunner', *argv])
+  assert expected in err

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from pipelines import evaluate
-from pipelines import launch
 from tests import evaluation_data as data
+from tests.usage_errors import one_line_error
 
 
 def _write(path, rows, extra=b''):
@@ -117,7 +117,4 @@ def test_bad_flags_are_one_line(tmp_path, capsys, extra, expected):
           '--ground_truth', _write(tmp_path / 'g.jsonl', labels),
           '--output', str(tmp_path / 'eval')]
   argv += [a.format(file=tmp_path / 'file') for a in extra]
-  code = launch.main(evaluate.run, argv)
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and 'Traceback' not in err
-  assert len(err.splitlines()) == 1 and expected in err
+  assert expected in one_line_error(capsys, evaluate.run, argv)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pipelines import launch
 from pipelines import moderate
+from tests.usage_errors import one_line_error
 
 
 def _read(pattern):
@@ -71,7 +71,4 @@ def test_bad_flags_are_one_line(tmp_path, capsys, extra, expected):
   argv = ['--input', str(tmp_path / 'comments.jsonl'),
           '--output', str(tmp_path / 'out' / 'moderation')]
   argv += [a.format(file=tmp_path / 'file') for a in extra]
-  code = launch.main(moderate.run, argv)
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and 'Traceback' not in err
-  assert len(err.splitlines()) == 1 and expected in err
+  assert expected in one_line_error(capsys, moderate.run, argv)
