@@ -11,6 +11,9 @@ the first of them as before.
 
 Only comment_ids sent by more than one commenter (rare) reach the main path,
 as a side input; every other comment passes untouched, timestamp and all.
+Streaming is not covered: a side input of the whole stream never completes,
+and a claim kept in state per comment_id costs a shuffle and keyed state per
+comment (docs/moderation.md says what it cost when tried).
 """
 import apache_beam as beam
 from apache_beam.metrics import Metrics
