@@ -45,7 +45,6 @@ from transforms.dead_letter import merge
 from transforms.dead_letter import reject
 
 FORMATS = ('jsonl', 'csv', 'avro', 'parquet', 'tfrecord', 'text')
-TYPED_FORMATS = ('avro', 'parquet', 'tfrecord')
 _EXTENSIONS = {
     '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl',
     '.csv': 'csv', '.avro': 'avro', '.parquet': 'parquet',
