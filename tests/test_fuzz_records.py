@@ -7,7 +7,6 @@ once: records + dead letters = what was read.
 import io
 import itertools
 
-import pytest
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.pvalue import TaggedOutput
