@@ -97,6 +97,7 @@ class Job:
           '--output', 'pass --output (files) and/or --output_table (BigQuery)')
     outputs.check_bigquery_write(args)
     outputs.check_files_writable(args)
+    outputs.check_writable('--prediction_log', args.prediction_log)
     model.check_counts(args)
     local = local_runner.is_local(options)
     patterns = inputs.patterns_of(args.input)

@@ -222,6 +222,7 @@ def test_a_schema_known_up_front_is_checked_at_construction(
     ('--output', '{readonly}/predictions'),
     ('--dead_letter', '{file}/errors'),
     ('--dead_letter', '/proc/errors'),
+    ('--prediction_log', '{file}/log'),
 ])
 def test_an_unwritable_output_is_one_line_at_construction(
     tmp_path, tiny_model_dir, capsys, flag, where):
