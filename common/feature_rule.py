@@ -7,11 +7,46 @@ reason; the online endpoint (serving.request) answers 400 for the same
 texts. Plain Python (no Beam, no TensorFlow), so the server can use it
 without importing Beam.
 
-Reasons: missing_feature, wrong_type, empty_text (empty or whitespace-only
+Reasons: missing_feature, wrong_type (a value of another type, or of
+another shape than the input's minus its batch dimension: a list where a
+string[None] input takes one string), empty_text (empty or whitespace-only
 text), text_too_long (over max_text_bytes UTF-8 bytes).
 """
 
 DEFAULT_MAX_TEXT_BYTES = 100_000
+
+
+def value_shape(value):
+  """The nested-list shape of a JSON value: () for a scalar, (3,) for a list
+  of three; ragged lists are left to tensor conversion to report."""
+  dims = []
+  while isinstance(value, (list, tuple)):
+    dims.append(len(value))
+    if not value:
+      break
+    value = value[0]
+  return tuple(dims)
+
+
+def describe_shape(shape):
+  if not shape:
+    return 'a scalar'
+  return 'shape [' + ', '.join('None' if d == -1 else str(d)
+                               for d in shape) + ']'
+
+
+def shape_problem(value, spec):
+  """Why `value` does not have one instance's shape of `spec` (the input's
+  shape minus its batch dimension), or None; an input of unknown rank
+  takes any shape."""
+  if not spec.shape:
+    return None
+  expected, got = spec.shape[1:], value_shape(value)
+  if len(got) != len(expected) or any(
+      e not in (-1, g) for e, g in zip(expected, got)):
+    return (f'takes {describe_shape(expected)} per instance, got '
+            f'{describe_shape(got)}')
+  return None
 
 
 def _scalar(value):
@@ -22,6 +57,10 @@ def _scalar(value):
 
 def _problem(value, spec, max_text_bytes):
   """(reason, detail) when `value` cannot feed a tensor of `spec`, else None."""
+  if isinstance(value, (list, tuple)):
+    problem = shape_problem(value, spec)
+    if problem:
+      return 'wrong_type', problem
   scalar = _scalar(value)
   if spec.is_string:
     if not isinstance(scalar, (str, bytes)):

@@ -96,6 +96,8 @@ class Job:
       raise launch.UsageError(
           '--output', 'pass --output (files) and/or --output_table (BigQuery)')
     outputs.check_bigquery_write(args)
+    outputs.check_files_writable(args)
+    outputs.check_writable('--prediction_log', args.prediction_log)
     model.check_counts(args)
     local = local_runner.is_local(options)
     patterns = inputs.patterns_of(args.input)
@@ -108,6 +110,8 @@ class Job:
         args.input_table, args.input_query)
     self.signature = model.read_signature(args.model_dir, args.signature)
     self.feature_map = model.feature_map(args.feature_map, self.signature)
+    inputs.check_fields(patterns, input_format, self.input.key_rule,
+                        model.input_fields(self.signature, self.feature_map))
     self.handler = model.handler(args, self.signature, self.feature_map)
     self.model_name = model.model_name(args)
     self.passthrough = split_list(args.passthrough_fields)
@@ -185,9 +189,8 @@ def _check_cloud(args, options):
     gcp.check_write_method(args.bq_write_method, options)
 
 
-def figures_of(result, elapsed):
-  """The run's figures, from its Beam metrics."""
-  counts = summary.counters(result)
+def figures_of(counts, elapsed):
+  """The run's figures, from its Beam metrics counters."""
   inputs_read = counts.get('read', {}).get(sources.RECORDS, 0)
   by_reason = summary.dead_letters_by_reason(counts)
   # A prediction the table refused is a dead letter, not an output.
@@ -209,11 +212,13 @@ def run(argv=None):
   job, result, elapsed = launch.run_batch_job(
       argv, build_parser(), FLAGS, Job, build)
   args = job.args
-  figures = figures_of(result, elapsed)
+  counts = summary.counters(result)
+  figures = figures_of(counts, elapsed)
   print(summary.format_summary('batch_predict summary', [
       ('inputs', figures['inputs']), ('predictions', figures['predictions']),
       ('dead letters', figures['dead_letters']),
       ('dead letters by reason', figures['dead_letters_by_reason']),
+      *summary.input_rows(counts),
       ('elapsed (s)', figures['elapsed_s']),
       ('records/second', figures['records_per_s']),
       ('inputs = predictions + dead letters',
@@ -224,6 +229,10 @@ def run(argv=None):
           if x)),
       ('dead letters under', outputs.dead_letters_under(args)),
   ]))
+  warning = summary.one_reason_warning(figures['inputs'],
+                                       figures['dead_letters_by_reason'])
+  if warning:
+    print(warning)
   return figures
 
 

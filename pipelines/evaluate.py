@@ -17,6 +17,7 @@ import json
 import sys
 
 import apache_beam as beam
+from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystems import FileSystems
 
 from common.records import evaluation as evaluation_records
@@ -25,6 +26,7 @@ from pipelines import gcp
 from pipelines import inputs
 from pipelines import launch
 from pipelines import local_runner
+from pipelines import outputs
 from pipelines import progress
 from pipelines import summary
 from pipelines.flags import Flag
@@ -83,6 +85,13 @@ FLAGS = (
          help='Binary models: the class a high probability predicts.'),
     Flag('negative_label', default='negative',
          help='Binary models: the class a low probability predicts.'),
+    Flag('label_set',
+         help='The classes, comma-separated, for a multi-class model (e.g. '
+         'github,nytimes,techcrunch). Default: --positive_label and '
+         '--negative_label. A label is matched exactly, else ignoring case '
+         'and surrounding spaces; true/false are the positive/negative '
+         'label; any other label is an unknown_label dead letter. (Not '
+         '--labels: that is Beam\'s flag for Dataflow job labels.)'),
     Flag('time_slices', default=','.join(TIME_SLICES),
          help='Calendar slices (UTC), comma-separated from: '
          f'{", ".join(TIME_SLICES)}.'),
@@ -138,11 +147,17 @@ def validate(options):
     inputs.check_patterns(inputs.patterns_of(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
+  outputs.check_writable('--output', options.output, folder=True)
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
     raise launch.UsageError('--negative_label',
                             'must differ from --positive_label')
+  label_set = _names(options.label_set)
+  if label_set and len(set(label_set)) != len(label_set):
+    raise launch.UsageError('--label_set', 'names a class twice')
+  if len(label_set) == 1:
+    raise launch.UsageError('--label_set', 'name at least two classes')
   time_slices = _names(options.time_slices)
   unknown = sorted(set(time_slices) - set(TIME_SLICES))
   if unknown:
@@ -192,7 +207,7 @@ def validate(options):
       windows=windows, key_segments=segments,
       key_separator=options.key_separator, segment_by=segment_by,
       alert_rules=tuple(rules),
-      alert_min_labelled=options.alert_min_labelled)
+      alert_min_labelled=options.alert_min_labelled, label_set=label_set)
 
 
 def _read_lines(p, label, patterns, table=None):
@@ -200,7 +215,10 @@ def _read_lines(p, label, patterns, table=None):
   if table:
     return (p | f'Read{label}' >> bigquery.ReadTable(table=table)).main | (
         f'{label}AsLines' >> beam.Map(bigquery.to_json_line))
-  reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(pattern)
+  # As bytes: a line that is not UTF-8 is a dead letter (rows.py), where
+  # ReadFromText's own decoding would fail the job.
+  reads = [p | f'Read{label}{i}' >> beam.io.ReadFromText(
+      pattern, coder=BytesCoder())
            for i, pattern in enumerate(inputs.patterns_of(patterns))]
   return reads | f'All{label}' >> beam.Flatten()
 
@@ -299,8 +317,8 @@ def run(argv=None):
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
-    outputs = dead_letters if name == 'dead_letters' else results[name]
-    _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
+    written = dead_letters if name == 'dead_letters' else results[name]
+    _ = written | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
         single_file=True, sort_keys=True)
   result = progress.run(p)

@@ -112,15 +112,26 @@ def options_class(job, flag_list):
                '__doc__': f'The flags of {job}, recorded as pipeline options.'})
 
 
-def beam_option_names():
-  """The names (dests) of Beam's own pipeline options, without the jobs'
-  flags that options_class records among them."""
+def _beam_parser():
+  """An argparse parser of Beam's own pipeline options (those of every
+  PipelineOptions class imported so far, as Beam itself gathers them),
+  without the jobs' flags that options_class records among them."""
   from apache_beam.options.pipeline_options import _BeamArgumentParser  # pylint: disable=import-outside-toplevel
   parser_ = _BeamArgumentParser(allow_abbrev=False)
   for cls in PipelineOptions.__subclasses__():
     if not getattr(cls, 'JOB_FLAGS', False):
       cls._add_argparse_args(parser_)  # pylint: disable=protected-access
-  return {action.dest for action in parser_._actions}  # pylint: disable=protected-access
+  return parser_
+
+
+def beam_option_names():
+  """The names (dests) of Beam's own pipeline options."""
+  return {action.dest for action in _beam_parser()._actions}  # pylint: disable=protected-access
+
+
+def beam_flags():
+  """Beam's own pipeline options as they are written: '--runner', ..."""
+  return set(_beam_parser()._option_string_actions)  # pylint: disable=protected-access
 
 
 def as_argv(args, flag_list):

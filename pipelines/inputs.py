@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import launch
 from pipelines.flags import Flag
 from pipelines.flags import split_list
+from transforms.io import file_schema
 from transforms.io import sources
 from transforms.keyed import keys
 from transforms.keyed.features import DEFAULT_MAX_TEXT_BYTES
@@ -19,7 +20,8 @@ KEYED_INPUT = (
     Flag('input_format', choices=sources.FORMATS,
          help='Input format; inferred from the file extension when omitted.'),
     Flag('key_field', default='key',
-         help='Record field that holds the client key (default: key).'),
+         help='Record field that holds the client key (default: key); a '
+         'dotted path (meta.id) reads a nested field.'),
     Flag('attach_keys', choices=keys.KEY_MODES, default=keys.FROM_FIELD,
          help='"field" reads --key_field; "content_hash" derives a '
          'deterministic key from the record content, for inputs without '
@@ -61,6 +63,36 @@ def check_patterns(patterns, flag='--input'):
       raise launch.UsageError(flag, f'cannot list {pattern!r}: {e}')
     if not matched:
       raise launch.UsageError(flag, f'no files match {pattern!r}')
+
+
+def check_fields(patterns, input_format, key_rule, fields):
+  """Refuses, with one line, an input whose header or schema (CSV, Avro,
+  Parquet: transforms.io.file_schema) lacks the key field or a feature
+  field, which would dead-letter every record; and a CSV read of a file
+  that is JSON lines. `fields`: {record field: (the flag that names it,
+  what needs it)}. The first file of each pattern is read."""
+  for pattern in patterns:
+    path = FileSystems.match([pattern])[0].metadata_list[0].path
+    try:
+      present = file_schema.fields_of(path, input_format)
+    except file_schema.NotThisFormat as e:
+      raise launch.UsageError(
+          '--input_format', f'{input_format}, but {e}; pass the format the '
+          'files hold') from None
+    except Exception:  # pylint: disable=broad-except
+      continue  # unreadable: the job dead-letters the file (sources)
+    if present is None:
+      return
+    where = f"{path}'s {'header' if input_format == 'csv' else 'schema'}"
+    if key_rule.mode == keys.FROM_FIELD and key_rule.field not in present:
+      raise launch.UsageError('--key_field', (
+          f'{key_rule.field!r} is not a column of {where} '
+          f'{sorted(present)}'))
+    for field, (flag, needed_by) in fields.items():
+      if field not in present:
+        raise launch.UsageError(flag, (
+            f'field {field!r} ({needed_by}) is not in {where} '
+            f'{sorted(present)}'))
 
 
 def resolve_format(input_format, patterns):

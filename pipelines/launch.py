@@ -5,6 +5,7 @@ raised as `UsageError` while the pipeline is constructed and reported as one
 line naming the flag, with exit code 2, never as a traceback from a worker.
 """
 import contextlib
+import difflib
 import logging
 import os
 import sys
@@ -41,9 +42,12 @@ def parse_args(parser, argv=None):
 
   A bare word that follows no option is refused: it is almost always a file
   pattern the shell expanded (`--input data/*.jsonl` unquoted reads the first
-  file, and Beam would drop the others with a log line).
+  file, and Beam would drop the others with a log line). So is a flag that
+  is neither the job's nor Beam's: Beam only logs a warning and the job runs
+  without it (a misspelt `--runnr` runs on the default runner).
   """
   args, rest = parser.parse_known_args(argv)
+  _check_unknown_flags(parser, rest)
   for i, token in enumerate(rest):
     follows_option = i > 0 and rest[i - 1].startswith('--') and (
         '=' not in rest[i - 1])
@@ -52,6 +56,24 @@ def parse_args(parser, argv=None):
                        "patterns (--input 'data/*.jsonl') so that the shell "
                        'does not expand them')
   return args, rest
+
+
+def _check_unknown_flags(parser, rest):
+  from pipelines import flags  # pylint: disable=import-outside-toplevel
+  beam_flags = None
+  for token in rest:
+    if not token.startswith('--'):
+      continue
+    name = token.split('=', 1)[0]
+    if beam_flags is None:
+      beam_flags = flags.beam_flags()
+    if name in beam_flags:
+      continue
+    known = list(beam_flags) + list(parser._option_string_actions)  # pylint: disable=protected-access
+    close = difflib.get_close_matches(name, known, n=1)
+    raise UsageError(None, f'unknown flag {name!r}, neither the job\'s nor a '
+                     'Beam pipeline option' + (
+                         f'; did you mean {close[0]}?' if close else ''))
 
 
 def run_batch_job(argv, parser, flag_list, job_class, build):

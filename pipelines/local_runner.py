@@ -54,6 +54,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pipeline import PTransformOverride
 
 from common.process_cache import load_once
+from pipelines import launch
 from pipelines import local_acks
 from pipelines.flags import Flag
 
@@ -94,11 +95,26 @@ def pick_runner(options):
   standard = options.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
+  _check_runner(standard.runner)
   direct = options.view_as(DirectOptions)
   chosen = options.get_all_options(drop_default=True)
   if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
     direct.direct_running_mode = 'multi_threading'
   return options
+
+
+def _check_runner(runner):
+  """A runner name Beam does not know is one usage line (Beam's own error
+  comes as a traceback from inside Pipeline())."""
+  if not isinstance(runner, str):
+    return  # a runner object, passed by code
+  from apache_beam.runners.runner import create_runner  # pylint: disable=import-outside-toplevel
+  try:
+    create_runner(runner)
+  except (ValueError, ImportError, AttributeError) as e:
+    known = str(e).partition('Valid values are ')[2]
+    raise launch.UsageError('--runner', f'unknown runner {runner!r}' + (
+        f'; Beam knows {known}' if known else f': {e}')) from None
 
 
 def fast_pubsub(pipeline, flag=True):

@@ -89,6 +89,14 @@ def feature_map(text, signature):
   return mapping
 
 
+def input_fields(signature, features):
+  """{record field: ('--feature_map', the signature input it feeds)}, for
+  inputs.check_fields."""
+  return {features.get(name, name): ('--feature_map',
+                                     f'signature input {name!r}')
+          for name in signature.inputs}
+
+
 def check_files(model_dir):
   """The model's fingerprint, once its files are checked whole
   (models.runtime.model_files); a damaged or half-copied model is one usage

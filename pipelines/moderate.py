@@ -14,6 +14,7 @@ same decisions. See docs/moderation.md.
 import sys
 
 import apache_beam as beam
+from apache_beam.coders import BytesCoder
 from apache_beam.options.pipeline_options import StandardOptions
 
 from common.records import decision
@@ -32,6 +33,7 @@ from transforms.dead_letter import DEAD_LETTER
 from transforms.io import bigquery
 from transforms.io import pubsub
 from transforms.io import sinks
+from transforms.moderation import comment_ids
 from transforms.moderation import comments as comments_lib
 from transforms.moderation import entities as entities_lib
 from transforms.moderation import outcomes
@@ -182,6 +184,7 @@ def validate(o):
   else:
     if not o.output:
       raise launch.UsageError('--output', 'required with --input')
+    outputs.check_writable('--output', o.output)
     for flag, value in (('--output_topic', o.output_topic),
                         ('--dead_letter_topic', o.dead_letter_topic),
                         ('--timestamp_attribute', o.timestamp_attribute)):
@@ -236,16 +239,24 @@ def build(p, o, mode, steps):
         subscription=o.input_subscription, topic=o.input_topic,
         timestamp_attribute=o.timestamp_attribute)
   else:
-    messages = p | 'ReadFiles' >> beam.io.ReadFromText(o.input)
+    # As bytes, like Pub/Sub messages: a line that is not UTF-8 is a dead
+    # letter (comments.py), where ReadFromText's decoding fails the job.
+    messages = p | 'ReadFiles' >> beam.io.ReadFromText(
+        o.input, coder=BytesCoder())
   parsed = messages | 'ReadComments' >> steps.parse
-  keyed = parsed.comments | 'KeyByCommenter' >> beam.Map(
+  comments = parsed.comments
+  dead_parts = [parsed[DEAD_LETTER]]
+  if not streaming:
+    owned = comments | 'OneCommenterPerId' >> comment_ids.OneCommenterPerId()
+    comments = owned.main
+    dead_parts.append(owned.dead_letter)
+  keyed = comments | 'KeyByCommenter' >> beam.Map(
       comments_lib.key_by_commenter).with_output_types(
           beam.typehints.Tuple[str, beam.typehints.Any])
   annotated = keyed | 'Entities' >> steps.entities
   moderated = annotated.comments | 'Moderate' >> steps.rule
   decisions = moderated.decisions
-  dead_parts = [parsed[DEAD_LETTER], annotated[DEAD_LETTER],
-                moderated[DEAD_LETTER]]
+  dead_parts += [annotated[DEAD_LETTER], moderated[DEAD_LETTER]]
   if o.output_table:
     dead_parts.append(
         decisions | 'WriteDecisionsTable' >> bigquery.WriteTable(

@@ -5,6 +5,8 @@ BigQuery table, and writes tables through Beam's WriteToBigQuery with the
 same method and retry flags; declared here once, with the checks and the
 sink they choose.
 """
+import os
+
 from pipelines import launch
 from pipelines.flags import Flag
 from transforms.io import bigquery
@@ -72,3 +74,41 @@ def dead_letter_sink(args):
 def dead_letters_under(args):
   """Where the summary says the dead letters are."""
   return dead_letter_table(args) or f'{dead_letter_prefix(args)}*'
+
+
+# Kernel filesystems: a path under them is never where a user meant output to
+# go, and writes there fail (or worse) only when the job ends.
+_KERNEL_TREES = ('/proc', '/sys', '/dev')
+
+
+def check_writable(flag, path, folder=False):
+  """Refuses, with one line naming `flag`, a local output that could not be
+  written: the folder a prefix (or, folder=True, the folder itself) would be
+  created in is a file, a kernel filesystem or not writable. Checked when
+  the job is built, not when its sink fails after every record was read;
+  remote paths (gs://) are left to their credentials check."""
+  if not path or '://' in path:
+    return
+  target = os.path.abspath(path if folder else os.path.dirname(
+      os.path.abspath(path)))
+  if any(target == tree or target.startswith(tree + '/')
+         for tree in _KERNEL_TREES):
+    raise launch.UsageError(flag, f'cannot write under {target!r}: a kernel '
+                            'filesystem, not a place for files')
+  existing = target
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise launch.UsageError(flag, f'cannot write under {target!r}: '
+                            f'{existing!r} is a file')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise launch.UsageError(flag, f'cannot write under {target!r}: '
+                            f'{existing!r} is not writable')
+
+
+def check_files_writable(args):
+  """--output and, when dead letters go to files, --dead_letter."""
+  check_writable('--output', args.output)
+  if not dead_letter_table(args):
+    check_writable('--dead_letter' if args.dead_letter else '--output',
+                   dead_letter_prefix(args))

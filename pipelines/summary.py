@@ -52,3 +52,42 @@ def format_summary(title, rows):
     else:
       lines.append(f'{label:<{width}} {value}')
   return '\n'.join(lines)
+
+
+# What to check when every input of a run died for the same reason: the
+# input is not what the flags describe (no error is raised while records
+# are read one by one, so the summary is where this must show).
+_ONE_REASON_HINTS = {
+    'missing_key': 'check --key_field (a.b reads a nested field) or use '
+                   '--attach_keys content_hash',
+    'missing_feature': 'check --feature_map against the input\'s fields',
+    'wrong_type': 'check --feature_map against the input\'s fields',
+    'unparseable': 'check --input_format',
+    'invalid_text': 'the input is not UTF-8 text',
+}
+
+
+def input_rows(all_counters):
+  """Summary rows about how the input was read, where there is something to
+  say: files that could not be read to their end, CSV header lines."""
+  read = all_counters.get('read', {})
+  rows = []
+  if read.get('unreadable_files'):
+    rows.append(('unreadable files (one dead letter each)',
+                 read['unreadable_files']))
+  if read.get('header_lines'):
+    rows.append(('lines taken as CSV header', read['header_lines']))
+  return rows
+
+
+def one_reason_warning(inputs, by_reason):
+  """A loud line when every input was dead-lettered for one reason, else
+  None."""
+  if not inputs or len(by_reason) != 1:
+    return None
+  ((reason, count),) = by_reason.items()
+  if count < inputs:
+    return None
+  hint = _ONE_REASON_HINTS.get(reason, 'check the flags against the input')
+  return (f'WARNING: every input was dead-lettered as {reason} ({count:,} of '
+          f'{inputs:,}): {hint}')

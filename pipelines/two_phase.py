@@ -170,10 +170,13 @@ class Job:
       if args.max_text_bytes < 1:
         raise launch.UsageError('--max_text_bytes', 'must be at least 1')
     else:
+      input_format = inputs.resolve_format(args.input_format, self.patterns)
       self.input = inputs.keyed_input_config(
           args, args.phase1_batch_size, self.local, self.patterns,
-          inputs.resolve_format(args.input_format, self.patterns),
-          chunk_flag='phase1_batch_size')
+          input_format, chunk_flag='phase1_batch_size')
+      inputs.check_fields(
+          self.patterns, input_format, self.input.key_rule,
+          {args.text_field: ('--text_field', 'the text both phases read')})
       self.rule = _check_phase1(args)
     self.phase2_unavailable = _check_phase2(args)
     self.phase2_handler = None if self.phase2_unavailable else (
@@ -190,6 +193,9 @@ class Job:
     # earlier.
     self.pending = args.pending or f'{args.output}_pending'
     self.dead_letter = args.dead_letter or f'{args.output}_errors'
+    for flag, prefix in (('--output', args.output), ('--pending', self.pending),
+                         ('--dead_letter', self.dead_letter)):
+      outputs.check_writable(flag, prefix)
 
 
 def build(pipeline, job):
@@ -288,6 +294,7 @@ def run(argv=None):
   rows += [
       ('decided by phase 2', by_phase2), ('pending', pending),
       ('dead letters', dead_total), ('dead letters by reason', by_reason),
+      *summary.input_rows(counts),
       ('elapsed (s)', elapsed), ('records/second', figures['records_per_s']),
       ('inputs = decisions + pending + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
@@ -298,6 +305,9 @@ def run(argv=None):
   if job.phase2_unavailable:
     rows.append(('phase 2 unavailable', job.phase2_unavailable))
   print(summary.format_summary('two_phase summary', rows))
+  warning = summary.one_reason_warning(read, by_reason)
+  if warning:
+    print(warning)
   return figures
 
 

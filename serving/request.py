@@ -118,25 +118,6 @@ def split_keys(instances, signature):
   return model_instances, keys
 
 
-def value_shape(value):
-  """The nested-list shape of a JSON value: () for a scalar, (3,) for a list
-  of three; ragged lists are left to tensor conversion to report."""
-  dims = []
-  while isinstance(value, list):
-    dims.append(len(value))
-    if not value:
-      break
-    value = value[0]
-  return tuple(dims)
-
-
-def _describe(shape):
-  if not shape:
-    return 'a scalar'
-  return 'shape [' + ', '.join('None' if d == -1 else str(d)
-                               for d in shape) + ']'
-
-
 def _named(instance, names):
   """An instance as {input name: value}: a bare value names the single
   input; a bare value for several inputs is left to the predictor."""
@@ -152,14 +133,11 @@ def check_shapes(instances, signature):
   for i, instance in enumerate(instances):
     for name, value in _named(instance, names).items():
       spec = signature.inputs.get(name)
-      if spec is None or not spec.shape:  # unknown name or rank: not here
+      if spec is None:  # an unknown name: not here
         continue
-      expected, got = spec.shape[1:], value_shape(value)
-      if len(got) != len(expected) or any(
-          e not in (-1, g) for e, g in zip(expected, got)):
-        raise bad_request(
-            f'instance {i}: input {name!r} takes {_describe(expected)} per '
-            f'instance, got {_describe(got)}')
+      problem = feature_rule.shape_problem(value, spec)
+      if problem:
+        raise bad_request(f'instance {i}: input {name!r} {problem}')
 
 
 def check_texts(instances, signature, max_text_bytes):

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import uuid
 
+from common import feature_rule
 from serving import request as req
 from serving.errors import bad_request
 
@@ -241,7 +242,7 @@ def infer_response(infer, predictions, model_name, version):
 def _output_tensor(name, values, spec):
   """`values` (one per instance) as a tensor. The predictor hands [N, 1]
   outputs over as one scalar per instance; their shape is restored."""
-  dims = req.value_shape(values[0])
+  dims = feature_rule.value_shape(values[0])
   if not dims and spec is not None and len(spec.shape) == 2:
     dims = (1,)
   if spec is not None:

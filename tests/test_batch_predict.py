@@ -321,14 +321,14 @@ def test_direct_num_workers_alone_means_worker_threads(tmp_path, tiny_model_dir)
 def test_repeated_keys_and_undecodable_lines_reach_dead_letters(
     tmp_path, tiny_model_dir):
   # The side path of repeated keys validates the kept record like the main
-  # path; a line that is not UTF-8 is unparseable, not a crash.
+  # path; a line that is not UTF-8 is invalid_text, not a crash.
   good = [{'key': f'g{i}', 'text': TEXTS[i % len(TEXTS)]} for i in range(10)]
   lines = [json.dumps(r).encode() for r in good] + [
       json.dumps({'key': 'd1', 'text': ''}).encode(),      # kept, empty_text
       json.dumps({'key': 'd1', 'text': 'ok text'}).encode(),  # duplicate_key
       json.dumps({'key': 'd2', 'text': 'fine'}).encode(),  # kept, predicted
       json.dumps({'key': 'd2', 'text': 'fine'}).encode(),  # duplicate_key
-      b'{"key": "bad", "text": "\xff\xfe"}',                # unparseable
+      b'{"key": "bad", "text": "\xff\xfe"}',                # invalid_text
   ]
   random.Random(3).shuffle(lines)
   path = tmp_path / 'in' / 'part.jsonl'
@@ -336,11 +336,11 @@ def test_repeated_keys_and_undecodable_lines_reach_dead_letters(
   path.write_bytes(b'\n'.join(lines) + b'\n')
   figures, output = _run(tmp_path, str(path), tiny_model_dir)
   assert figures['dead_letters_by_reason'] == {
-      'empty_text': 1, 'duplicate_key': 2, 'unparseable': 1}
+      'empty_text': 1, 'duplicate_key': 2, 'invalid_text': 1}
   dead = batch_io.read_jsonl(output + '_errors')
   assert {(d['key'], d['reason']) for d in dead} == {
       ('d1', 'empty_text'), ('d1', 'duplicate_key'), ('d2', 'duplicate_key'),
-      (None, 'unparseable')}
+      (None, 'invalid_text')}
   keys_out = sorted(o['key'] for o in batch_io.read_jsonl(output))
   assert keys_out == sorted([r['key'] for r in good] + ['d2'])
   assert figures['inputs'] == len(lines) == len(keys_out) + len(dead)

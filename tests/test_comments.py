@@ -76,7 +76,7 @@ def test_valid_and_invalid_messages_split_into_comments_and_dead_letters():
           ('bad_timestamp', lines['bad_timestamp']),
           ('empty_text', lines['empty_text']),
           ('oversized_text', lines['oversized_text']),
-          ('unparseable_json', {'base64': '//4='}),
+          ('invalid_text', '//4='),  # base64, flagged by raw_encoding
       ]), label='dead_letters')
   p.run().wait_until_finish()
 

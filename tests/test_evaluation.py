@@ -202,7 +202,8 @@ def test_multiclass_in_the_books_shapes():
 
   _evaluate(data.lines(predictions), data.lines(labels),
             _config(prediction_field='source', key_segments=(),
-                    segment_by=()), check)
+                    segment_by=(),
+                    label_set=('github', 'nytimes', 'techcrunch')), check)
 
 
 def test_alerts_one_fires_one_does_not_and_drops_name_the_previous_period():

@@ -8,7 +8,6 @@ time is epoch seconds inside Beam's range or a BadTimestamp.
 import datetime
 import json
 
-import pytest
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
@@ -24,8 +23,8 @@ from transforms.io import sinks
 from transforms.moderation import comments
 from transforms.moderation import rule
 
-PARSE_REASONS = {'unparseable_json', 'missing_field', 'bad_field',
-                 'bad_timestamp', 'empty_text', 'oversized_text'}
+PARSE_REASONS = {'unparseable_json', 'invalid_text', 'missing_field',
+                 'bad_field', 'bad_timestamp', 'empty_text', 'oversized_text'}
 MAX_TEXT = 30
 PUBLISH_TIME = Timestamp(1_700_000_000)
 
@@ -88,11 +87,6 @@ def test_a_message_is_one_comment_or_one_dead_letter(payload, optional):
   assert Timestamp.from_rfc3339(comment['timestamp']) == out.timestamp
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'transforms/moderation/comments.py (issue #23, branch badinput): '
-    'ParseComments accepts text with lone surrogates ("\\ud800"); the rule '
-    'then fails buffering it (orjson refuses it) and no sink could write '
-    'its decision: an exception escapes the job instead of a dead letter'))
 @given(payloads)
 @example(json.dumps({'comment_id': 'c', 'commenter_id': 'u', 'text': '\ud800',
                      'timestamp': 1}).encode())

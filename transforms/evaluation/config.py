@@ -44,6 +44,12 @@ class EvaluationConfig:
   segment_by: tuple = ()               # the key parts metrics are sliced by
   alert_rules: tuple = ()              # transforms.evaluation.alerts.Rule
   alert_min_labelled: int = 1
+  label_set: tuple = ()                # the classes; () is the binary pair
+
+  @property
+  def classes(self):
+    """The class labels rows may name (transforms.evaluation.rows)."""
+    return self.label_set or (self.positive_label, self.negative_label)
 
   @property
   def as_of_epoch(self):

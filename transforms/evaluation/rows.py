@@ -10,6 +10,16 @@ them up), which keeps per-element Python work small.
 Prediction rows may be the prediction log's rows (common/records/prediction_log.py)
 or batch_predict's keyed records ({"key", "model_version", "predictions":
 {output: value}, "predicted_at"}), so a batch run can be evaluated directly.
+
+Class labels (ground truth, and predictions that are labels rather than
+scores) must name one of the run's classes (config.classes: --label_set, or
+the binary pair --positive_label/--negative_label). A label is normalized
+only by these rules: true/false are the positive/negative label; an exact
+name; else the one class equal to it once surrounding spaces are dropped
+and case is ignored (" Positive " is "positive"). Anything else ("neutral"
+for a binary model, 1) is an `unknown_label` dead letter: an extra class
+would change every metric of the run. A line that is not UTF-8 text, or
+holds a lone surrogate, is an `invalid_text` dead letter.
 """
 import datetime
 import functools
@@ -19,6 +29,7 @@ import math
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from common.unicode_text import has_lone_surrogate
 from transforms.dead_letter import reject
 from transforms.evaluation.config import to_utc
 
@@ -28,6 +39,42 @@ DEFAULT_MODEL = 'unknown'
 
 class BadValue(ValueError):
   """A field is present but cannot be used; the message says why."""
+
+
+class UnknownLabel(BadValue):
+  """A class label that names none of the run's classes."""
+
+
+class LabelRule:
+  """The normalization rules of the module docstring, over `classes`."""
+
+  def __init__(self, config):
+    self._positive, self._negative = (config.positive_label,
+                                      config.negative_label)
+    self._classes = frozenset(config.classes)
+    folded = {}
+    for name in config.classes:
+      folded.setdefault(name.strip().casefold(), []).append(name)
+    self._folded = {k: v[0] for k, v in folded.items() if len(v) == 1}
+
+  def label(self, value):
+    """The class `value` names; raises UnknownLabel, or BadValue for what
+    is not a label at all."""
+    if isinstance(value, bool):
+      value = self._positive if value else self._negative
+    elif isinstance(value, float) and value.is_integer():
+      value = str(int(value))
+    elif isinstance(value, int):
+      value = str(value)
+    if not isinstance(value, str) or not value:
+      raise BadValue(f'expected a class label, got {value!r}')
+    if value in self._classes:
+      return value
+    found = self._folded.get(value.strip().casefold())
+    if found is None:
+      raise UnknownLabel(f'{value!r} is none of the classes '
+                         f'{sorted(self._classes)} (--label_set)')
+    return found
 
 
 def unwrap(value, field):
@@ -107,9 +154,20 @@ class _ParseKeyedRows(beam.DoFn):
     if not line.strip():
       return
     self._read.inc()
+    if isinstance(line, bytes):
+      try:
+        line = line.decode('utf-8')
+      except UnicodeDecodeError as e:
+        yield reject(None, self.STAGE, 'invalid_text', line,
+                     f'not UTF-8 text: {e}')
+        return
     row = _load(line)
     if row is None:
       yield reject(None, self.STAGE, 'unparseable_row', line)
+      return
+    if '\\u' in line and has_lone_surrogate(row):
+      yield reject(None, self.STAGE, 'invalid_text', line,
+                   'a string holds a lone surrogate (not Unicode text)')
       return
     key = _key_of(row)
     if key is None:
@@ -132,6 +190,7 @@ class ParsePredictions(_ParseKeyedRows):
 
   def __init__(self, config):
     self._c = config
+    self._labels = LabelRule(config)
     parts = config.key_segments
     self._segment_index = tuple(
         (name, parts.index(name)) for name in config.segment_by)
@@ -160,7 +219,7 @@ class ParsePredictions(_ParseKeyedRows):
       label = c.positive_label if score >= c.threshold else c.negative_label
       return label, score
     if isinstance(value, str) and value:
-      return value, None
+      return self._labels.label(value), None
     raise BadValue(f'expected a probability or a class label, got {value!r}')
 
   def parse(self, key, row, line):
@@ -183,6 +242,9 @@ class ParsePredictions(_ParseKeyedRows):
     try:
       label, score = self._label_and_score(
           unwrap(prediction, self._c.prediction_field))
+    except UnknownLabel as e:
+      yield reject(key, self.STAGE, 'unknown_label', row, e)
+      return
     except BadValue as e:
       yield reject(key, self.STAGE, 'bad_prediction', row, e)
       return
@@ -197,24 +259,16 @@ class ParseLabels(_ParseKeyedRows):
   The line travels as it is (one string is cheaper to shuffle than a dict)
   and is decoded again only if the label ends up unmatched.
 
-  A missing labeled_at counts as older than any dated label. Booleans map to
-  the positive/negative labels; other labels are compared as strings.
+  A missing labeled_at counts as older than any dated label. Labels are
+  normalized by LabelRule (the module docstring).
   """
   STAGE = 'parse_label'
 
   def __init__(self, config):
     self._c = config
+    self._labels = LabelRule(config)
     self._read = Metrics.counter(METRICS_NAMESPACE, 'label_rows_read')
     self._parsed = Metrics.counter(METRICS_NAMESPACE, 'labels_parsed')
-
-  def _label(self, value):
-    if isinstance(value, bool):
-      return self._c.positive_label if value else self._c.negative_label
-    if isinstance(value, float) and value.is_integer():
-      return str(int(value))
-    if isinstance(value, (str, int)) and value != '':
-      return str(value)
-    raise BadValue(f'expected a class label, got {value!r}')
 
   def parse(self, key, row, line):
     value = row.get(self._c.label_field)
@@ -229,7 +283,10 @@ class ParseLabels(_ParseKeyedRows):
       yield reject(key, self.STAGE, 'bad_time', row, e)
       return
     try:
-      label = self._label(unwrap(value, self._c.prediction_field))
+      label = self._labels.label(unwrap(value, self._c.prediction_field))
+    except UnknownLabel as e:
+      yield reject(key, self.STAGE, 'unknown_label', row, e)
+      return
     except BadValue as e:
       yield reject(key, self.STAGE, 'bad_label', row, e)
       return

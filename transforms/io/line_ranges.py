@@ -10,7 +10,8 @@ and parsed line by line into record chunks (transforms.record_chunks).
 
 Lines follow ReadFromText's rules: a line belongs to the range holding its
 first byte, '\\n' or '\\r\\n' end a line, the last line needs no newline, and
-an empty line is a record (for JSON lines, an unparseable one). Compressed
+an empty line is a record (for JSON lines, an unparseable one); a byte
+order mark at the start of a file is dropped. Compressed
 files (by extension) are read whole: they cannot be split.
 
 Records and dead letters are those of transforms.io.sources (same parser, same
@@ -92,19 +93,12 @@ class _SplitIntoRanges(beam.DoFn):
                        self._range_bytes)
 
 
-def _text_record(line):
-  try:
-    return {'text': line.decode('utf-8')}, None
-  except UnicodeDecodeError as e:
-    return None, f'not UTF-8 text: {e}'
-
-
 class _ReadRange(beam.DoFn):
   """(path, start, end) -> chunks of records (+ dead letters)."""
 
   def __init__(self, input_format, chunk_size, quiet):
     self._parse = (sources.parse_json_line if input_format == 'jsonl'
-                   else _text_record)
+                   else sources.parse_text_line)
     self._chunk_size = chunk_size
     self._quiet = quiet
     self._records = sources.records_counter()
@@ -118,6 +112,8 @@ class _ReadRange(beam.DoFn):
       with FileSystems.open(
           path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = read_range(f, start, end)
+    if start == 0 and data.startswith(sources.BOM):
+      data = data[len(sources.BOM):]  # a byte order mark is no text
     lines = split_lines(data)
     if not self._quiet:
       self._records.inc(len(lines))
@@ -126,8 +122,7 @@ class _ReadRange(beam.DoFn):
       record, problem = self._parse(line)
       if problem:
         if not self._quiet:
-          yield reject(None, sources.STAGE, 'unparseable',
-                       line.decode('utf-8', 'replace'), problem)
+          yield reject(None, sources.STAGE, problem[0], line, problem[1])
         continue
       chunk.append(record)
       if len(chunk) >= self._chunk_size:

@@ -62,11 +62,24 @@ def _is_text(key):
   return True
 
 
+def field_value(record, field):
+  """record[field]; a dotted field (meta.id) not present as such reads the
+  nested field, as users of nested records (JSON, Avro, Parquet) expect."""
+  value = record.get(field)
+  if value is None and '.' in field:
+    value = record
+    for part in field.split('.'):
+      if not isinstance(value, dict):
+        return None
+      value = value.get(part)
+  return value
+
+
 @dataclasses.dataclass(frozen=True)
 class KeyRule:
-  """Where a record's client key comes from: `field` (mode 'field'), or
-  a hash of the record's content (mode 'content_hash'), for clients that
-  did not supply one."""
+  """Where a record's client key comes from: `field` (mode 'field'; a
+  dotted path reads a nested field), or a hash of the record's content
+  (mode 'content_hash'), for clients that did not supply one."""
   field: str = 'key'
   mode: str = FROM_FIELD
 
@@ -79,7 +92,7 @@ class KeyRule:
     """(key, None) for a record with a usable key, else (None, why not)."""
     if self.mode == CONTENT_HASH:
       return content_hash_key(record), None
-    key = record.get(self.field)
+    key = field_value(record, self.field)
     if type(key) is str and key.strip() and _is_text(key):  # the common case
       return key, None
     if isinstance(key, bool) or not isinstance(key, (str, int)):

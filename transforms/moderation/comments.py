@@ -5,7 +5,10 @@ A comment is one JSON object per message or line:
 with the timestamp as ISO-8601 with an offset ("2024-05-01T12:00:00+02:00",
 "...Z") or epoch seconds. Everything downstream relies on a comment being
 well formed, so every defect is found here, once, and the complete original
-message goes to the dead letter with a reason.
+message goes to the dead letter with a reason. A message that is not UTF-8
+text, or whose JSON holds a lone surrogate ("\\ud800", which no output could
+carry), is `invalid_text`; its bytes are kept (base64 where they are not
+text: common/records/dead_letter.py) so that it can be replayed exactly.
 
 Time is parsed once here and carried as the element's Beam timestamp (event
 time), so the stateful rule downstream orders comments by when they were
@@ -21,6 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 from common.config_error import ConfigError
 from common.event_time import BadTimestamp
 from common.event_time import parse_timestamp
+from common.unicode_text import has_lone_surrogate
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
 
@@ -67,7 +71,8 @@ class ParseComments(beam.DoFn):
       try:
         raw = bytes(message).decode('utf-8')
       except UnicodeDecodeError as e:
-        yield reject(None, STAGE, 'unparseable_json', message, e)
+        yield reject(None, STAGE, 'invalid_text', message,
+                     f'not UTF-8 text: {e}')
         return
     try:
       data = json.loads(raw)
@@ -76,6 +81,10 @@ class ParseComments(beam.DoFn):
       return
     if not isinstance(data, dict):
       yield reject(None, STAGE, 'unparseable_json', raw, 'not a JSON object')
+      return
+    if '\\u' in raw and has_lone_surrogate(data):
+      yield reject(None, STAGE, 'invalid_text', raw,
+                   'a string holds a lone surrogate (not Unicode text)')
       return
     required = [f for f in REQUIRED_FIELDS
                 if not (f == 'timestamp' and self._timestamp_optional)]

@@ -11,7 +11,7 @@ import json
 
 import orjson
 
-from common.json_safe import json_safe
+from common.records import dead_letter
 from transforms.moderation import comments
 
 
@@ -26,7 +26,7 @@ def message_keys(data):
   try:
     text = bytes(data).decode('utf-8')
   except UnicodeDecodeError:
-    return [_raw_key(json_safe(bytes(data)))]
+    return [_raw_key(dead_letter.as_raw(bytes(data))[0])]
   keys = [_raw_key(text)]
   try:
     record = json.loads(text)
