@@ -7,6 +7,10 @@ Rules are small strings, given once per --alert:
                            one's (same model, version, slice type, segment);
                            the previous period is the latest earlier one with
                            a value
+  'text_chars:js>0.1'      drift (--drift): a drift measure (psi, js, ks) of
+  'psi>0.2'                one statistic, or of every statistic without the
+                           prefix; a statistic's own rule wins over the
+                           general one (transforms/evaluation/drift.py)
 Every firing is an alert record naming model, version, slice, metric, value
 and threshold; every rule also counts fired / passed / not_evaluable in the
 `evaluation_alerts` metrics namespace, so a rule that never fires because its
@@ -31,8 +35,10 @@ LABEL_FREE = ('count', 'labelled', 'label_coverage')
 CALENDAR = ('day', 'week', 'month')
 OPS = {'<': operator.lt, '<=': operator.le, '>': operator.gt,
        '>=': operator.ge}
+DRIFT_METRICS = ('psi', 'js', 'ks')
 _RULE = re.compile(
-    r'^\s*(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
+    r'^\s*(?:(?P<feature>[A-Za-z0-9_.]+):)?'
+    r'(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
     r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)\s*$')
 
 
@@ -44,6 +50,7 @@ class Rule:
   op: str
   threshold: float
   drop: bool
+  feature: str | None = None  # drift rules: the statistic, None for all
 
   @property
   def metric_name(self):
@@ -64,27 +71,52 @@ class Rule:
     return OPS[self.op](value, self.threshold)
 
 
-def parse_rule(text):
-  """'macro_f1<0.80' -> Rule; raises ValueError saying what is wrong."""
+def _match(text):
   match = _RULE.match(text)
   if not match:
     raise ValueError(
-        f'{text!r} is not METRIC<VALUE, METRIC[LABEL]<VALUE or '
-        'METRIC drop>VALUE (operators < <= > >=)')
+        f'{text!r} is not METRIC<VALUE, METRIC[LABEL]<VALUE, '
+        'METRIC drop>VALUE or [STATISTIC:]DRIFT>VALUE (operators < <= > >=)')
+  return match
+
+
+def _threshold(text, match):
+  try:
+    return float(match.group('threshold'))
+  except ValueError:
+    raise ValueError(
+        f'{text!r}: threshold {match.group("threshold")!r} is not a number'
+    ) from None
+
+
+def parse_drift_rule(text):
+  """'text_chars:js>0.1' or 'psi>0.2' -> Rule (a drift rule); raises
+  ValueError saying what is wrong."""
+  match = _match(text)
+  if match.group('metric') not in DRIFT_METRICS:
+    raise ValueError(f'{text!r}: unknown drift measure '
+                     f'{match.group("metric")!r}; use one of '
+                     f'{", ".join(DRIFT_METRICS)}')
+  if match.group('label') or match.group('drop'):
+    raise ValueError(f'{text!r}: a drift rule is [STATISTIC:]MEASURE>VALUE')
+  return Rule(text.strip(), match.group('metric'), None, match.group('op'),
+              _threshold(text, match), False, match.group('feature'))
+
+
+def parse_rule(text):
+  """'macro_f1<0.80' -> Rule; raises ValueError saying what is wrong."""
+  match = _match(text)
   metric, label = match.group('metric'), match.group('label')
+  if match.group('feature'):
+    raise ValueError(f'{text!r}: a STATISTIC: prefix belongs to a drift '
+                     'rule (--drift)')
   known = CLASS_METRICS if label else SCALAR_METRICS
   if metric not in known:
     kind = 'per-class metric' if label else 'metric'
     raise ValueError(f'{text!r}: unknown {kind} {metric!r}; '
                      f'use one of {", ".join(known)}')
-  try:
-    threshold = float(match.group('threshold'))
-  except ValueError:
-    raise ValueError(
-        f'{text!r}: threshold {match.group("threshold")!r} is not a number'
-    ) from None
-  return Rule(text.strip(), metric, label, match.group('op'), threshold,
-              bool(match.group('drop')))
+  return Rule(text.strip(), metric, label, match.group('op'),
+              _threshold(text, match), bool(match.group('drop')))
 
 
 class _Counts:

@@ -44,6 +44,17 @@ class EvaluationConfig:
   segment_by: tuple = ()               # the key parts metrics are sliced by
   alert_rules: tuple = ()              # transforms.evaluation.alerts.Rule
   alert_min_labelled: int = 1
+  # Drift (transforms/evaluation/drift.py): on when a baseline is given,
+  # either a loaded baseline_stats.json (common.feature_stats) or a window
+  # (start, end) epoch seconds of the log itself (start <= t < end).
+  baseline: dict | None = dataclasses.field(default=None, compare=False)
+  baseline_window: tuple | None = None
+  drift_window: str = '1d'             # fixed windows, as parse_window reads
+  drift_rules: tuple = ()              # alerts.Rule, from --drift
+
+  @property
+  def drift(self):
+    return self.baseline is not None or self.baseline_window is not None
 
   @property
   def as_of_epoch(self):

@@ -10,6 +10,15 @@ them up), which keeps per-element Python work small.
 Prediction rows may be the prediction log's rows (common/records/prediction_log.py)
 or batch_predict's keyed records ({"key", "model_version", "predictions":
 {output: value}, "predicted_at"}), so a batch run can be evaluated directly.
+
+A row may say `role`: 'live' (the default when absent) or 'shadow' (a model
+scored beside the live one, its answers not served). Shadow rows are
+evaluated apart: their model version reads 'V (shadow)' in the metrics and
+their drift records have the slice 'role=shadow'.
+
+With drift on (config.drift), each parsed row also goes out on the PROFILE
+output as ((model, version, slice), epoch, profile, output names): its
+common.feature_stats profile, labelled or not.
 """
 import datetime
 import functools
@@ -19,11 +28,14 @@ import math
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from common import feature_stats
 from transforms.dead_letter import reject
 from transforms.evaluation.config import to_utc
 
 METRICS_NAMESPACE = 'evaluation'
 DEFAULT_MODEL = 'unknown'
+PROFILE = 'profile'
+ROLES = ('live', 'shadow')
 
 
 class BadValue(ValueError):
@@ -89,6 +101,25 @@ def _load(line):
   return row if isinstance(row, dict) else None
 
 
+def _decoded(value):
+  """A JSON-text field (as BigQuery stores them) decoded; others as they are."""
+  if isinstance(value, str) and value.startswith('{'):
+    try:
+      return json.loads(value)
+    except ValueError:
+      return None
+  return value
+
+
+def _only(value, field):
+  """The one element of {field: [x]}, or {} when the shape is otherwise."""
+  value = _decoded(value)
+  if isinstance(value, dict) and isinstance(value.get(field), list):
+    items = value[field]
+    value = items[0] if len(items) == 1 else None
+  return value if isinstance(value, dict) else {}
+
+
 def _key_of(row):
   key = row.get('key')
   if isinstance(key, bool) or not isinstance(key, (str, int)) or key == '':
@@ -139,6 +170,9 @@ class ParsePredictions(_ParseKeyedRows):
     self._parsed = Metrics.counter(METRICS_NAMESPACE, 'predictions_parsed')
     self._mismatch = Metrics.counter(METRICS_NAMESPACE,
                                      'key_segments_mismatch')
+    self._drift = config.drift
+    self._vocabulary = None if config.baseline is None else (
+        feature_stats.vocabulary_of(config.baseline))
 
   def _segments(self, key):
     if not self._segment_index:
@@ -169,6 +203,7 @@ class ParsePredictions(_ParseKeyedRows):
     else:  # batch_predict's keyed records
       prediction, time = row.get('predictions'), row.get('predicted_at')
     version = row.get('model_version')
+    role = row.get('role')
     for name, value in (('model_version', version), ('time', time),
                         ('prediction', prediction)):
       if value is None or value == '':
@@ -186,8 +221,20 @@ class ParsePredictions(_ParseKeyedRows):
     except BadValue as e:
       yield reject(key, self.STAGE, 'bad_prediction', row, e)
       return
+    if role is not None and role not in ROLES:
+      yield reject(key, self.STAGE, 'bad_role', row,
+                   f'role {role!r} is not one of {ROLES}')
+      return
     self._parsed.inc()
-    yield key, (str(row.get('model') or DEFAULT_MODEL), str(version), epoch,
+    model, version = str(row.get('model') or DEFAULT_MODEL), str(version)
+    shadow = role == 'shadow'
+    if self._drift:
+      outputs = _only(prediction, 'predictions')
+      yield beam.pvalue.TaggedOutput(PROFILE, (
+          (model, version, 'role=shadow' if shadow else 'all'), epoch,
+          feature_stats.profile(_only(row.get('raw_data'), 'instances'),
+                                outputs, self._vocabulary), tuple(outputs)))
+    yield key, (model, f'{version} (shadow)' if shadow else version, epoch,
                 day, self._segments(key), label, score)
 
 
