@@ -8,8 +8,9 @@ reports metrics by model version, time slice and key segment, with alerts.
       --output out/evaluation --alert 'macro_f1<0.80'
 
 Writes under --output: slices.jsonl (one record per slice), comparisons.jsonl
-(version deltas on shared keys), alerts.jsonl, dead_letter.jsonl,
-summary.json and report.html with PNG plots. Exit code 3 with
+(version deltas on shared keys), alerts.jsonl, dead_letter.jsonl, with a
+baseline (--baseline or --baseline_window) drift.jsonl, summary.json and
+report.html with PNG plots. Exit code 3 with
 --fail_on_alert when any alert fired, so a scheduler can start retraining.
 """
 import datetime
@@ -19,6 +20,7 @@ import sys
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from common import feature_stats
 from common.records import evaluation as evaluation_records
 from pipelines import flags
 from pipelines import gcp
@@ -30,6 +32,7 @@ from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
 from transforms.evaluation.alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
+from transforms.evaluation.alerts import parse_drift_rule
 from transforms.evaluation.alerts import parse_rule
 from transforms.evaluation.config import EvaluationConfig
 from transforms.evaluation.config import TIME_SLICES
@@ -41,9 +44,10 @@ from transforms.io import bigquery
 from transforms.io import sinks
 
 EXIT_ALERT = 3
-OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters')
+OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters', 'drift')
 _FILE_NAMES = {'slices': 'slices', 'comparisons': 'comparisons',
-               'alerts': 'alerts', 'dead_letters': 'dead_letter'}
+               'alerts': 'alerts', 'dead_letters': 'dead_letter',
+               'drift': 'drift'}
 _MAX_PRINTED_ALERTS = 20
 FLAGS = (
     Flag('predictions', template_type='GCS_READ_FILE',
@@ -110,6 +114,28 @@ FLAGS = (
          'predictions (counted as not evaluable).'),
     Flag('fail_on_alert', switch=True,
          help=f'Exit with code {EXIT_ALERT} when any alert fired.'),
+    Flag('baseline', template_type='GCS_READ_FILE',
+         help='Drift: a baseline_stats.json (python -m models.baseline_stats '
+         'writes one next to a model version) that every --window of the '
+         'log is compared with, labelled or not. Or --baseline_window.'),
+    Flag('baseline_window',
+         help='Drift: instead of --baseline, a reference window of the log '
+         'itself, START/END in ISO-8601 (UTC if no offset), START <= time '
+         '< END.'),
+    Flag('window', default='1d',
+         help='Drift: the fixed windows (UTC, aligned on the epoch) the log '
+         'is cut into, units h, d, w (e.g. 1d, 7d).'),
+    Flag('drift', repeat=True, default=[],
+         help='A drift rule, repeatable: MEASURE>VALUE for every statistic '
+         '(e.g. psi>0.2; measures psi, js, ks) or STATISTIC:MEASURE>VALUE '
+         'for one (e.g. reviews_chars:js>0.1), which wins over the general '
+         'rule. A firing rule is a drift record with alert=true and an alert '
+         'record.'),
+    Flag('drift_table',
+         help='Also append the drift records to this BigQuery table, '
+         'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
+         'window_start). Written with load jobs: needs a gs:// '
+         '--temp_location.'),
 )
 Options = flags.options_class('Evaluate', FLAGS)
 
@@ -184,6 +210,7 @@ def validate(options):
       raise launch.UsageError('--alert', str(e)) from None
   if options.alert_min_labelled < 0:
     raise launch.UsageError('--alert_min_labelled', 'must be >= 0')
+  drift = _drift_settings(options)
   return EvaluationConfig(
       as_of=to_utc(as_of), prediction_field=options.prediction_field,
       label_field=options.label_field, threshold=options.threshold,
@@ -192,7 +219,56 @@ def validate(options):
       windows=windows, key_segments=segments,
       key_separator=options.key_separator, segment_by=segment_by,
       alert_rules=tuple(rules),
-      alert_min_labelled=options.alert_min_labelled)
+      alert_min_labelled=options.alert_min_labelled, **drift)
+
+
+def _iso_time(flag, text):
+  try:
+    return to_utc(datetime.datetime.fromisoformat(text.strip()))
+  except ValueError:
+    raise launch.UsageError(flag, f'{text!r} is not ISO-8601') from None
+
+
+def read_baseline(path):
+  """The baseline statistics file at `path` (local or gs://), checked."""
+  if not FileSystems.exists(path):
+    raise launch.UsageError('--baseline', f'{path} does not exist')
+  try:
+    with FileSystems.open(path) as f:
+      return feature_stats.check_baseline(json.loads(f.read()))
+  except ValueError as e:
+    raise launch.UsageError('--baseline', f'{path}: {e}') from None
+
+
+def _drift_settings(options):
+  """The EvaluationConfig fields of drift, from the drift flags."""
+  if options.baseline and options.baseline_window:
+    raise launch.UsageError('--baseline_window',
+                            'give --baseline or --baseline_window, not both')
+  if parse_window(options.window) is None:
+    raise launch.UsageError('--window',
+                            f'{options.window!r} is not like 24h, 1d or 7d')
+  rules = []
+  for text in options.drift:
+    try:
+      rules.append(parse_drift_rule(text))
+    except ValueError as e:
+      raise launch.UsageError('--drift', str(e)) from None
+  window = None
+  if options.baseline_window:
+    start, sep, end = options.baseline_window.partition('/')
+    if not sep:
+      raise launch.UsageError('--baseline_window', 'is START/END')
+    window = (_iso_time('--baseline_window', start).timestamp(),
+              _iso_time('--baseline_window', end).timestamp())
+    if window[0] >= window[1]:
+      raise launch.UsageError('--baseline_window', 'START must be before END')
+  baseline = read_baseline(options.baseline) if options.baseline else None
+  if (rules or options.drift_table) and baseline is None and window is None:
+    raise launch.UsageError('--drift' if rules else '--drift_table',
+                            'needs --baseline or --baseline_window')
+  return {'baseline': baseline, 'baseline_window': window,
+          'drift_window': options.window, 'drift_rules': tuple(rules)}
 
 
 def _read_lines(p, label, patterns, table=None):
@@ -210,15 +286,16 @@ def _check_cloud(ev, options):
   credentials, a metrics table without a gs:// staging location."""
   tables = [('--predictions_table', ev.predictions_table),
             ('--ground_truth_table', ev.ground_truth_table),
-            ('--metrics_table', ev.metrics_table)]
+            ('--metrics_table', ev.metrics_table),
+            ('--drift_table', ev.drift_table)]
   for flag, table in tables:
     gcp.check_table(flag, table)
   flag = gcp.first_cloud_flag(tables + [
       ('--predictions', ev.predictions), ('--ground_truth', ev.ground_truth),
-      ('--output', ev.output)])
+      ('--baseline', ev.baseline), ('--output', ev.output)])
   if flag:
     gcp.check_credentials(options, flag)
-  if ev.metrics_table:
+  if ev.metrics_table or ev.drift_table:
     gcp.check_write_method(bigquery.FILE_LOADS, options)
 
 
@@ -259,7 +336,9 @@ def _print_summary(run_summary, slices, alerts, output):
       fmt = lambda v: 'n/a' if v is None else f'{v:.4f}'
       print(f'model {s["model"]} version {s["model_version"]}: '
             f'accuracy {fmt(s["accuracy"])}  macro F1 {fmt(s["macro_f1"])}  '
-            f'({s["labelled"]:,} labelled of {s["count"]:,} predictions)')
+            f'({s["labelled"]:,} labelled of {s["count"]:,} predictions)'
+            + (f'  ECE {fmt(s["ece"])}  Brier {fmt(s["brier_score"])}'
+               if s.get('ece') is not None else ''))
   for rule, outcome in run_summary['alert_rules'].items():
     print(f'alert rule {rule!r}: {outcome["fired"]} fired, '
           f'{outcome["passed"]} passed, '
@@ -298,7 +377,14 @@ def run(argv=None):
             bigquery.FILE_LOADS))
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
+  if ev.drift_table:
+    drift_dead = results['drift'] | 'WriteDriftTable' >> bigquery.WriteTable(
+        ev.drift_table, evaluation_records.DRIFT_SHAPE, bigquery.FILE_LOADS)
+    dead_letters = ((dead_letters, drift_dead)
+                    | 'WithDriftDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
+    if name not in results:
+      continue
     outputs = dead_letters if name == 'dead_letters' else results[name]
     _ = outputs | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
@@ -314,11 +400,17 @@ def run(argv=None):
   alerts = read_records(ev.output, 'alerts')
   alerts.sort(key=lambda a: (a['model'], a['model_version'], a['slice'],
                              a['rule']))
+  drift = read_records(ev.output, 'drift')
   from transforms.evaluation.report import write_report
   report = write_report(ev.output, slices,
                         read_records(ev.output, 'comparisons'), alerts,
-                        run_summary)
+                        run_summary, drift)
   _print_summary(run_summary, slices, alerts, ev.output)
+  if config.drift:
+    print(f'drift: {len(drift):,} records over '
+          f'{len({d["window_start"] for d in drift}):,} windows of '
+          f'{config.drift_window}, '
+          f'{sum(d["alert"] for d in drift):,} alerts')
   print(f'report: {report}')
   if alerts and ev.fail_on_alert:
     return EXIT_ALERT

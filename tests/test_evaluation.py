@@ -6,7 +6,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
+import numpy as np
 from sklearn import metrics as sk
+from sklearn.calibration import calibration_curve
 
 from tests import evaluation_data as data
 from transforms.evaluation.evaluate import Evaluate
@@ -84,6 +86,25 @@ def _check_binary_slice(record, rows):
     assert record['roc_auc'] is None
   assert record['log_loss'] == pytest.approx(
       sk.log_loss(is_pos, scores, labels=[False, True]), rel=1e-9)
+  _check_calibration(record, is_pos, scores)
+
+
+def _check_calibration(record, is_pos, scores):
+  """Brier score and the reliability bins equal scikit-learn's; the ECE is
+  their count-weighted gap."""
+  assert record['brier_score'] == pytest.approx(
+      sk.brier_score_loss(is_pos, scores), rel=1e-9)
+  bins = [b for b in record['calibration'] if b['count']]
+  if len(set(is_pos)) == 2:
+    prob_true, prob_pred = calibration_curve(is_pos, scores, n_bins=10)
+    assert [b['fraction_positive'] for b in bins] == pytest.approx(prob_true)
+    assert [b['mean_predicted'] for b in bins] == pytest.approx(prob_pred)
+  counts = np.bincount(np.searchsorted(np.linspace(0, 1, 11)[1:-1], scores),
+                       minlength=10)
+  assert [b['count'] for b in record['calibration']] == counts.tolist()
+  assert record['ece'] == pytest.approx(sum(
+      b['count'] / len(scores) * abs(b['fraction_positive']
+                                     - b['mean_predicted']) for b in bins))
 
 
 def test_binary_slices_equal_scikit_learn_and_inputs_reconcile():

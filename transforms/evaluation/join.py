@@ -12,9 +12,10 @@ worker; nothing is joined in a single process. Per key:
 - a labelled key scored by several versions of one model also yields a
   pair per two versions, for the version comparison.
 
-Scored row: (epoch, day, segments, true, predicted, score_bin, loss, is_pos).
-`score_bin` and `loss` are set only where ROC AUC / log loss are defined: a
-binary score and a label that is the positive or negative label.
+Scored row: (epoch, day, segments, true, predicted, score_bin, loss, is_pos,
+score). `score_bin`, `loss` and `score` are set only where ROC AUC, log loss
+and calibration are defined: a binary score and a label that is the positive
+or negative label.
 """
 import itertools
 import json
@@ -106,7 +107,7 @@ class _Join(beam.DoFn):
       score_bin, loss, is_pos = (None, None, None) if true is None else (
           score_terms(score, true, self._pos, self._neg))
       rows[mv] = row = (epoch, day, segments, true, predicted, score_bin,
-                        loss, is_pos)
+                        loss, is_pos, None if score_bin is None else score)
       yield mv, row
     if true is not None and len(rows) > 1:
       ordered = sorted(rows, key=lambda mv: (mv[0], version_order(mv[1])))
