@@ -8,9 +8,10 @@ when both were cut by the same edges.
 
 A row's *profile* is {statistic name: value}:
 - each text input field F: F_chars (length in characters), F_tokens (tokens
-  as the demo model's TextVectorization splits them: lower case, punctuation
-  stripped, split on whitespace) and, when a vocabulary is known,
-  F_oov_rate (share of tokens outside it);
+  as the demo model's TextVectorization splits them: ASCII lower case,
+  punctuation stripped, split on ASCII whitespace, on UTF-8 bytes like
+  models/runtime/tokenizer.py) and, when a vocabulary is known, F_oov_rate
+  (share of tokens outside it);
 - each numeric input field F: F itself;
 - each short string or boolean input field F: F (its value, a category);
 - each numeric prediction output O: O (a probability when in [0, 1]).
@@ -23,14 +24,14 @@ per statistic, its kind and bins, and the reference counts in those bins:
 - probability (an output whose baseline values all lie in [0, 1]): 10
   equal-width bins on [0, 1], the same rule;
 - categorical: the TOP_K most frequent values, and one bin for the others.
-Whether a string field is text or categorical is decided on the baseline: at
-most CATEGORICAL_MAX_DISTINCT distinct values make it categorical.
+Whether a string field is text or categorical is decided on the baseline: it
+is categorical when its values repeat (at most CATEGORICAL_MAX_DISTINCT
+distinct values, and no more distinct values than half the rows), else text.
 """
 import bisect
 import collections
 import json
 import math
-import re
 
 FORMAT = 'resilient-serving/baseline_stats/1'
 FILE_NAME = 'baseline_stats.json'
@@ -44,14 +45,24 @@ OTHER = '__other__'
 # are text, and the profile of a row stays small.
 CATEGORY_CHARS = 100
 TEXT_SUFFIXES = ('_chars', '_tokens', '_oov_rate')
-# keras.layers.TextVectorization's default standardization.
-_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+# keras.layers.TextVectorization's default standardization, on bytes.
+_PUNCTUATION = b'!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\''
+_ASCII_LOWER = bytes.maketrans(b'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                               b'abcdefghijklmnopqrstuvwxyz')
+VOCABULARY_SIZE = 20000
 
 
 def tokens(text):
-  """The demo model's tokens: lower case, punctuation stripped, whitespace
-  split (keras TextVectorization's defaults)."""
-  return _PUNCTUATION.sub('', text.lower()).split()
+  """The demo model's tokens of `text`, as UTF-8 bytes."""
+  return text.encode('utf-8').translate(_ASCII_LOWER, _PUNCTUATION).split()
+
+
+def text_vocabulary(texts, size=VOCABULARY_SIZE):
+  """The `size` most frequent tokens of `texts` (ties by token): the
+  fallback vocabulary when the model's own cannot be read."""
+  counts = collections.Counter(w for text in texts for w in tokens(text))
+  ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
+  return [w.decode('utf-8', 'replace') for w, _ in ranked]
 
 
 def _number(value):
@@ -126,7 +137,8 @@ def _spec(name, values, output):
   """A statistic's spec from its baseline values, or None if unusable."""
   if all(isinstance(v, str) for v in values):
     counts = collections.Counter(values)
-    if len(counts) > CATEGORICAL_MAX_DISTINCT:
+    if (len(counts) > CATEGORICAL_MAX_DISTINCT
+        or len(counts) > len(values) / 2):
       return None  # text: its _chars/_tokens statistics describe it
     categories = [c for c, _ in sorted(counts.items(),
                                        key=lambda kv: (-kv[1], kv[0]))[:TOP_K]]
@@ -202,9 +214,15 @@ class Binner:
 
 
 def vocabulary_of(baseline):
-  """The baseline's vocabulary as a set, or None."""
-  words = baseline.get('vocabulary')
-  return None if words is None else frozenset(words)
+  """The baseline's vocabulary as a set of UTF-8 tokens (what `tokens`
+  returns), or None."""
+  return as_vocabulary(baseline.get('vocabulary'))
+
+
+def as_vocabulary(words):
+  """A word list as the set `profile` takes, or None."""
+  return None if words is None else frozenset(
+      w.encode('utf-8') for w in words)
 
 
 def check_baseline(baseline):

@@ -62,10 +62,14 @@ def _baseline(rows, vocabulary=None):
 
 def test_profile_text_tokens_and_oov_follow_the_vectorizer_rules():
   p = feature_stats.profile({'reviews': 'A Great, great FILM -- zzz!'},
-                            {'p': [0.25]}, frozenset({'a', 'great', 'film'}))
+                            {'p': [0.25]},
+                            feature_stats.as_vocabulary(['a', 'great', 'film']))
   assert p['reviews_chars'] == 27 and p['reviews_tokens'] == 5
   assert p['reviews_oov_rate'] == pytest.approx(1 / 5)
   assert p['p'] == 0.25
+  # Non-ASCII letters are kept as they are, like TextVectorization does.
+  assert feature_stats.tokens('Émile  DID\u00a0it.') == [
+      'Émile'.encode(), b'did\xc2\xa0it']
 
 
 def test_quantile_edges_and_bins_equal_numpy():
