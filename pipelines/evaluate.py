@@ -15,6 +15,7 @@ report.html with PNG plots. Exit code 3 with
 """
 import datetime
 import json
+import re
 import sys
 
 import apache_beam as beam
@@ -41,6 +42,7 @@ from transforms.evaluation.config import to_utc
 from transforms.evaluation.evaluate import Evaluate
 from transforms.evaluation.rows import METRICS_NAMESPACE
 from transforms.io import bigquery
+from transforms.io import pubsub
 from transforms.io import sinks
 
 EXIT_ALERT = 3
@@ -107,13 +109,21 @@ FLAGS = (
     Flag('alert', repeat=True, default=[],
          help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
          'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
-         'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
-         'previous calendar period. Checked on every slice.'),
+         'recall[positive]<0.7), METRIC drop>VALUE for a drop versus the '
+         'previous calendar period, or METRIC drop>VALUE vs VERSION (or vs '
+         'previous): a gate of each other version of the model against that '
+         'one, whose every decision (pass or fail) is recorded. Checked on '
+         'every slice.'),
     Flag('alert_min_labelled', type=int, default=1,
          help='Label-based alert rules skip slices with fewer labelled '
          'predictions (counted as not evaluable).'),
     Flag('fail_on_alert', switch=True,
-         help=f'Exit with code {EXIT_ALERT} when any alert fired.'),
+         help=f'Exit with code {EXIT_ALERT} when any alert fired (a gate '
+         'that failed included).'),
+    Flag('alert_topic', template_type='PUBSUB_TOPIC',
+         help='Also publish every alert record (drift alerts and gate '
+         'decisions included) as a JSON message to this Pub/Sub topic, '
+         'projects/P/topics/T, for a retraining launch to subscribe to.'),
     Flag('baseline', template_type='GCS_READ_FILE',
          help='Drift: a baseline_stats.json (python -m models.baseline_stats '
          'writes one next to a model version) that every --window of the '
@@ -164,6 +174,9 @@ def validate(options):
     inputs.check_patterns(inputs.patterns_of(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
+  if options.alert_topic and not re.fullmatch(
+      r'projects/[^/]+/topics/[^/]+', options.alert_topic):
+    raise launch.UsageError('--alert_topic', 'is projects/PROJECT/topics/TOPIC')
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
@@ -344,10 +357,13 @@ def _print_summary(run_summary, slices, alerts, output):
           f'{outcome["passed"]} passed, '
           f'{outcome["not_evaluable"]} not evaluable')
   for a in alerts[:_MAX_PRINTED_ALERTS]:
-    print(f'ALERT {a["model"]} {a["model_version"]} [{a["slice"]}] '
+    head = (f'GATE {a["decision"]}' if a['kind'] == 'gate' else 'ALERT')
+    print(f'{head} {a["model"]} {a["model_version"]} [{a["slice"]}] '
           f'{a["rule"]}: {a["metric"]}={a["value"]:.4f}'
           + (f' (drop {a["drop"]:.4f} from {a["previous_period"]})'
-             if a['kind'] == 'drop' else ''))
+             if a['kind'] == 'drop' else '')
+          + (f' ({a["baseline_version"]}: {a["baseline_value"]:.4f}, drop '
+             f'{a["drop"]:.4f})' if a['kind'] == 'gate' else ''))
   if len(alerts) > _MAX_PRINTED_ALERTS:
     print(f'... {len(alerts) - _MAX_PRINTED_ALERTS} more alerts in '
           f'{_output_path(output, "alerts.jsonl")}')
@@ -377,6 +393,9 @@ def run(argv=None):
             bigquery.FILE_LOADS))
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
+  if ev.alert_topic:
+    _ = results['alerts'] | 'PublishAlerts' >> pubsub.WriteJson(
+        ev.alert_topic)
   if ev.drift_table:
     drift_dead = results['drift'] | 'WriteDriftTable' >> bigquery.WriteTable(
         ev.drift_table, evaluation_records.DRIFT_SHAPE, bigquery.FILE_LOADS)
@@ -412,7 +431,7 @@ def run(argv=None):
           f'{config.drift_window}, '
           f'{sum(d["alert"] for d in drift):,} alerts')
   print(f'report: {report}')
-  if alerts and ev.fail_on_alert:
+  if ev.fail_on_alert and any(map(evaluation_records.is_alert, alerts)):
     return EXIT_ALERT
   return 0
 

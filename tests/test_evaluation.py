@@ -329,3 +329,42 @@ def test_keys_without_the_segment_layout_still_count_unsegmented():
   _evaluate(data.lines(predictions), data.lines(labels), _config(
       prediction_field=None, time_slices=('all',), windows=(),
       alert_rules=rules, alert_min_labelled=10), check)
+
+
+def test_gates_against_a_named_and_the_previous_version_record_each_decision():
+  # Version 1 is right on 4 keys of 4, version 2 on 3, version 3 on 2.
+  truth = {'a': POS, 'b': NEG, 'c': POS, 'd': NEG}
+  wrong = {'1': set(), '2': {'a'}, '3': {'a', 'b'}}
+  predictions = [
+      data.log_row('m', v, k, {}, (0.1 if truth[k] == POS else 0.9)
+                   if k in wrong[v] else (0.9 if truth[k] == POS else 0.1),
+                   '2026-01-05T00:00:00Z')
+      for v in wrong for k in truth]
+  labels = [{'key': k, 'groundtruth': t, 'labeled_at': '2026-01-06T00:00:00Z'}
+            for k, t in truth.items()]
+  rules = tuple(parse_rule(r) for r in (
+      'accuracy drop>0.1 vs 1', 'accuracy drop>0.3 vs previous',
+      'accuracy drop>0.1 vs 9'))
+  config = _config(prediction_field=None, time_slices=('all',), windows=(),
+                   key_segments=(), segment_by=(), alert_rules=rules)
+
+  def check(out):
+    gates = sorted((a['rule'], a['model_version'], a['decision'],
+                    a['baseline_version'], a['value'], a['baseline_value'],
+                    a['drop']) for a in out['alerts'])
+    assert gates == [
+        ('accuracy drop>0.1 vs 1', '2', 'fail', '1', 0.75, 1.0, 0.25),
+        ('accuracy drop>0.1 vs 1', '3', 'fail', '1', 0.5, 1.0, 0.5),
+        ('accuracy drop>0.3 vs previous', '2', 'pass', '1', 0.75, 1.0, 0.25),
+        ('accuracy drop>0.3 vs previous', '3', 'pass', '2', 0.5, 0.75, 0.25),
+    ]
+    assert {a['kind'] for a in out['alerts']} == {'gate'}
+
+  _evaluate(data.lines(predictions), data.lines(labels), config, check)
+
+
+@pytest.mark.parametrize('text', ['accuracy<0.5 vs 1', 'psi>0.1 vs 1',
+                                  'x:accuracy drop>0.1'])
+def test_gate_and_drift_parts_only_where_they_belong(text):
+  with pytest.raises(ValueError, match=repr(text)):
+    parse_rule(text)

@@ -121,6 +121,23 @@ def drift_alert_record(drift):
   }
 
 
+def gate_record(rule, slice_record, value, baseline, drop, failed):
+  """The decision of a gate (a rule `... drop>X vs VERSION`) on one version's
+  slice against the baseline version's same slice: pass or fail, with the
+  figures. `kind` is 'gate'; a failed gate is an alert (--fail_on_alert)."""
+  out = alert_record(rule, slice_record, value)
+  out.update({
+      'kind': 'gate', 'decision': 'fail' if failed else 'pass',
+      'baseline_version': baseline['model_version'],
+      'baseline_value': rule.value(baseline, 0), 'drop': drop})
+  return out
+
+
+def is_alert(record):
+  """Whether an alert record is an alert (a gate that passed is not)."""
+  return record.get('decision') != 'pass'
+
+
 def alert_record(rule, slice_record, value, previous=None, drop=None):
   """The alert record of `rule` (transforms.evaluation.alerts.Rule) firing
   on a slice record; for drop rules `drop` is what crossed the threshold."""

@@ -7,12 +7,18 @@ Rules are small strings, given once per --alert:
                            one's (same model, version, slice type, segment);
                            the previous period is the latest earlier one with
                            a value
+  'accuracy drop>0.02 vs sentiment/1'
+                           a gate (TFMA's change threshold): each other
+                           version of the model against the named baseline
+                           version ('vs previous': the version before it),
+                           on every all-time and trailing-window slice both
+                           have; every decision, pass or fail, is a record
   'text_chars:js>0.1'      drift (--drift): a drift measure (psi, js, ks) of
   'psi>0.2'                one statistic, or of every statistic without the
                            prefix; a statistic's own rule wins over the
                            general one (transforms/evaluation/drift.py)
-Every firing is an alert record naming model, version, slice, metric, value
-and threshold; every rule also counts fired / passed / not_evaluable in the
+Every firing (and every gate decision, pass or fail) is an alert record
+naming model, version, slice, metric, value and threshold; every rule also counts fired / passed / not_evaluable in the
 `evaluation_alerts` metrics namespace, so a rule that never fires because its
 metric was never defined (no labels) shows up too. Nothing is silent.
 """
@@ -24,6 +30,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from common.records.evaluation import alert_record
+from common.records.evaluation import gate_record
+from transforms.evaluation.join import version_order
 
 METRICS_NAMESPACE = 'evaluation_alerts'
 SCALAR_METRICS = ('count', 'labelled', 'label_coverage', 'accuracy',
@@ -39,7 +47,10 @@ DRIFT_METRICS = ('psi', 'js', 'ks')
 _RULE = re.compile(
     r'^\s*(?:(?P<feature>[A-Za-z0-9_.]+):)?'
     r'(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
-    r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)\s*$')
+    r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)'
+    r'(?:\s+vs\s+(?P<baseline>\S+))?\s*$')
+PREVIOUS = 'previous'
+GATE_SLICES = ('all', 'window')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +62,7 @@ class Rule:
   threshold: float
   drop: bool
   feature: str | None = None  # drift rules: the statistic, None for all
+  baseline: str | None = None  # gates: a model version, or PREVIOUS
 
   @property
   def metric_name(self):
@@ -97,7 +109,7 @@ def parse_drift_rule(text):
     raise ValueError(f'{text!r}: unknown drift measure '
                      f'{match.group("metric")!r}; use one of '
                      f'{", ".join(DRIFT_METRICS)}')
-  if match.group('label') or match.group('drop'):
+  if match.group('label') or match.group('drop') or match.group('baseline'):
     raise ValueError(f'{text!r}: a drift rule is [STATISTIC:]MEASURE>VALUE')
   return Rule(text.strip(), match.group('metric'), None, match.group('op'),
               _threshold(text, match), False, match.group('feature'))
@@ -115,8 +127,13 @@ def parse_rule(text):
     kind = 'per-class metric' if label else 'metric'
     raise ValueError(f'{text!r}: unknown {kind} {metric!r}; '
                      f'use one of {", ".join(known)}')
+  baseline = match.group('baseline')
+  if baseline and not match.group('drop'):
+    raise ValueError(f'{text!r}: a gate against a version is METRIC '
+                     'drop>VALUE vs VERSION (or vs previous)')
   return Rule(text.strip(), metric, label, match.group('op'),
-              _threshold(text, match), bool(match.group('drop')))
+              _threshold(text, match), bool(match.group('drop')),
+              baseline=baseline)
 
 
 class _Counts:
@@ -155,7 +172,7 @@ class _Drops(beam.DoFn):
   """One series (model, version, calendar slice type, segment) at a time."""
 
   def __init__(self, rules, min_labelled):
-    self._rules = [r for r in rules if r.drop]
+    self._rules = [r for r in rules if r.drop and r.baseline is None]
     self._min = min_labelled
 
   def setup(self):
@@ -181,6 +198,41 @@ class _Drops(beam.DoFn):
           previous = record
 
 
+class _Gates(beam.DoFn):
+  """One model's slices of a kind (all-time or a trailing window, segment)
+  across its versions: each version against the rule's baseline version."""
+
+  def __init__(self, rules, min_labelled):
+    self._rules = [r for r in rules if r.baseline is not None]
+    self._min = min_labelled
+
+  def setup(self):
+    self._counts = [_Counts(r) for r in self._rules]
+
+  def process(self, element):
+    _, records = element
+    by_version = {r['model_version']: r for r in records}
+    ordered = sorted(by_version, key=version_order)
+    for rule, counts in zip(self._rules, self._counts):
+      for i, version in enumerate(ordered):
+        baseline = (ordered[i - 1] if i else None) if (
+            rule.baseline == PREVIOUS) else rule.baseline
+        if baseline == version or (baseline is None and i == 0):
+          continue  # the baseline itself, or nothing before the first
+        record = by_version[version]
+        value = rule.value(record, self._min)
+        reference = by_version.get(baseline)
+        before = None if reference is None else rule.value(reference,
+                                                           self._min)
+        if value is None or before is None:
+          counts.not_evaluable.inc()
+          continue
+        failed = rule.fires(before - value)
+        (counts.fired if failed else counts.passed).inc()
+        yield gate_record(rule, record, value, reference, before - value,
+                          failed)
+
+
 class Alerts(beam.PTransform):
   """Slice records -> alert records, one per (rule, slice) that fires."""
 
@@ -201,4 +253,10 @@ class Alerts(beam.PTransform):
              r['segment_name'], r['segment_value']), r))
         | 'GroupSeries' >> beam.GroupByKey()
         | 'Drops' >> beam.ParDo(_Drops(self._rules, self._min)))
-    return (absolute, drops) | 'AllAlerts' >> beam.Flatten()
+    gates = (
+        records
+        | 'GateSlices' >> beam.Filter(lambda r: r['time_slice'] in GATE_SLICES)
+        | 'ByModelSlice' >> beam.Map(lambda r: ((r['model'], r['slice']), r))
+        | 'GroupVersions' >> beam.GroupByKey()
+        | 'Gates' >> beam.ParDo(_Gates(self._rules, self._min)))
+    return (absolute, drops, gates) | 'AllAlerts' >> beam.Flatten()

@@ -166,6 +166,8 @@ def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
            f'<p>Trailing windows end at {_fmt(run_summary.get("as_of"))}. '
            'n/a: undefined (no labels, one class only, or not a binary '
            'score).</p>']
+  gates = [a for a in alerts if a['kind'] == 'gate']
+  alerts = [a for a in alerts if a.get('decision') != 'pass']
   parts.append(f'<h2 class="alert">Alerts ({len(alerts)})</h2>')
   if alerts:
     parts.append(_table(
@@ -174,8 +176,18 @@ def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
         [(a['model'], a['model_version'], a['slice'], a['rule'], a['metric'],
           a['value'], a['threshold'],
           a.get('previous_period') and
-          f'{a["previous_period"]}: {_fmt(a["previous_value"])}')
+          f'{a["previous_period"]}: {_fmt(a["previous_value"])}'
+          or a.get('baseline_version') and
+          f'{a["baseline_version"]}: {_fmt(a["baseline_value"])}')
          for a in alerts]))
+  if gates:
+    parts.append('<h2>Gates against a baseline version</h2>')
+    parts.append(_table(
+        ['model', 'version', 'slice', 'rule', 'decision', 'value',
+         'baseline', 'baseline value', 'drop'],
+        [(a['model'], a['model_version'], a['slice'], a['rule'],
+          a['decision'], a['value'], a['baseline_version'],
+          a['baseline_value'], a['drop']) for a in gates]))
   rules = run_summary.get('alert_rules', {})
   if rules:
     parts.append(_table(['rule', 'fired', 'passed', 'not evaluable'],
