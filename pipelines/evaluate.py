@@ -89,6 +89,11 @@ FLAGS = (
          help='Binary models: the class a high probability predicts.'),
     Flag('negative_label', default='negative',
          help='Binary models: the class a low probability predicts.'),
+    Flag('labels',
+         help='The label set, comma-separated (e.g. github,nytimes,'
+         'techcrunch): a ground-truth label outside it is a dead letter '
+         '(unknown_label). Binary scores need no list: a label that is '
+         'neither --positive_label nor --negative_label is one anyway.'),
     Flag('time_slices', default=','.join(TIME_SLICES),
          help='Calendar slices (UTC), comma-separated from: '
          f'{", ".join(TIME_SLICES)}.'),
@@ -228,7 +233,8 @@ def validate(options):
       as_of=to_utc(as_of), prediction_field=options.prediction_field,
       label_field=options.label_field, threshold=options.threshold,
       positive_label=options.positive_label,
-      negative_label=options.negative_label, time_slices=time_slices,
+      negative_label=options.negative_label,
+      labels=_names(options.labels or ''), time_slices=time_slices,
       windows=windows, key_segments=segments,
       key_separator=options.key_separator, segment_by=segment_by,
       alert_rules=tuple(rules),

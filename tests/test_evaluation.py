@@ -368,3 +368,38 @@ def test_gates_against_a_named_and_the_previous_version_record_each_decision():
 def test_gate_and_drift_parts_only_where_they_belong(text):
   with pytest.raises(ValueError, match=repr(text)):
     parse_rule(text)
+
+
+def test_labels_outside_the_label_set_are_dead_letters_and_counts_reconcile():
+  binary = [data.log_row('m', '1', k, {}, 0.8, '2026-01-01T00:00:00Z')
+            for k in ('a', 'b')]
+  classes = [data.log_row('s', '1', k, {}, {'source': 'github'},
+                          '2026-01-01T00:00:00Z') for k in ('c', 'd')]
+  labels = [
+      {'key': 'a', 'groundtruth': POS, 'labeled_at': '2026-01-02T00:00:00Z'},
+      # A binary model cannot predict 'neutral': rejected in the join.
+      {'key': 'b', 'groundtruth': 'neutral',
+       'labeled_at': '2026-01-02T00:00:00Z'},
+      {'key': 'c', 'groundtruth': 'github'},
+      # Not in --labels: rejected as it is read.
+      {'key': 'd', 'groundtruth': 'reddit'},
+  ]
+  config = _config(prediction_field=None, windows=(), key_segments=(),
+                   segment_by=(), time_slices=('all',),
+                   labels=(POS, NEG, 'neutral', 'github', 'nytimes'))
+
+  def check(out):
+    dead = sorted((d['stage'], d['reason'], d['key'])
+                  for d in out['dead_letters'])
+    assert dead == [('join', 'unknown_label', 'b'),
+                    ('parse_label', 'unknown_label', 'd')]
+    assert 'neutral' in [d for d in out['dead_letters']
+                         if d['key'] == 'b'][0]['error']
+    overall = {s['model']: s for s in out['slices']}
+    # Every prediction is counted, the rejected labels' ones unlabelled.
+    assert (overall['m']['count'], overall['m']['labelled']) == (2, 1)
+    assert (overall['s']['count'], overall['s']['labelled']) == (2, 1)
+    assert overall['m']['labelled'] + overall['s']['labelled'] + len(
+        dead) == len(labels)
+
+  _evaluate(data.lines(binary + classes), data.lines(labels), config, check)

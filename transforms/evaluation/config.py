@@ -37,6 +37,7 @@ class EvaluationConfig:
   threshold: float = 0.5
   positive_label: str = 'positive'
   negative_label: str = 'negative'
+  labels: tuple = ()                   # the label set; () accepts any label
   time_slices: tuple = TIME_SLICES
   windows: tuple = ('7d', '30d')       # names; seconds via parse_window
   key_segments: tuple = ()             # names of the key's parts, in order

@@ -6,7 +6,10 @@ worker; nothing is joined in a single process. Per key:
   agree); older labels are counted as superseded;
 - a key scored twice by the same model version keeps its latest prediction
   (a rerun), the others are counted as superseded;
-- labels without any prediction are dead letters ('unmatched_label');
+- labels without any prediction are dead letters ('unmatched_label'), and
+  so is a latest label that a binary model (a prediction with a score)
+  cannot predict: neither the positive nor the negative label
+  ('unknown_label'); the key's predictions then count as unlabelled;
 - every kept prediction becomes one scored row for its (model, version),
   labelled or not;
 - a labelled key scored by several versions of one model also yields a
@@ -73,6 +76,7 @@ class _Join(beam.DoFn):
     self._predictions_superseded = counter('predictions_superseded')
     self._labelled = counter('predictions_labelled')
     self._unlabelled = counter('predictions_unlabelled')
+    self._unknown = counter('labels_unknown')
 
   def process(self, element):
     key, grouped = element
@@ -97,6 +101,13 @@ class _Join(beam.DoFn):
       return
     if count > len(kept):
       self._predictions_superseded.inc(count - len(kept))
+    if true is not None and true not in (self._pos, self._neg) and any(
+        p[6] is not None for p in kept.values()):
+      self._unknown.inc()
+      yield reject(key, 'join', 'unknown_label', json.loads(latest[2]),
+                   f'label {true!r} is neither {self._pos!r} nor '
+                   f'{self._neg!r}, the binary model\'s labels')
+      true = None
     if true is None:
       self._unlabelled.inc(len(kept))
     else:

@@ -245,7 +245,8 @@ class ParseLabels(_ParseKeyedRows):
   and is decoded again only if the label ends up unmatched.
 
   A missing labeled_at counts as older than any dated label. Booleans map to
-  the positive/negative labels; other labels are compared as strings.
+  the positive/negative labels; other labels are compared as strings. With
+  a label set (config.labels), a label outside it is a dead letter.
   """
   STAGE = 'parse_label'
 
@@ -279,6 +280,10 @@ class ParseLabels(_ParseKeyedRows):
       label = self._label(unwrap(value, self._c.prediction_field))
     except BadValue as e:
       yield reject(key, self.STAGE, 'bad_label', row, e)
+      return
+    if self._c.labels and label not in self._c.labels:
+      yield reject(key, self.STAGE, 'unknown_label', row,
+                   f'{label!r} is not one of {list(self._c.labels)}')
       return
     self._parsed.inc()
     yield key, (epoch, label, line)
