@@ -89,7 +89,7 @@ FLAGS = (
          help='Binary models: the class a high probability predicts.'),
     Flag('negative_label', default='negative',
          help='Binary models: the class a low probability predicts.'),
-    Flag('labels',
+    Flag('label_set',
          help='The label set, comma-separated (e.g. github,nytimes,'
          'techcrunch): a ground-truth label outside it is a dead letter '
          '(unknown_label). Binary scores need no list: a label that is '
@@ -234,7 +234,7 @@ def validate(options):
       label_field=options.label_field, threshold=options.threshold,
       positive_label=options.positive_label,
       negative_label=options.negative_label,
-      labels=_names(options.labels or ''), time_slices=time_slices,
+      labels=_names(options.label_set or ''), time_slices=time_slices,
       windows=windows, key_segments=segments,
       key_separator=options.key_separator, segment_by=segment_by,
       alert_rules=tuple(rules),

@@ -246,7 +246,7 @@ class ParseLabels(_ParseKeyedRows):
 
   A missing labeled_at counts as older than any dated label. Booleans map to
   the positive/negative labels; other labels are compared as strings. With
-  a label set (config.labels), a label outside it is a dead letter.
+  a label set (config.labels, --label_set), a label outside it is a dead letter.
   """
   STAGE = 'parse_label'
 
