@@ -28,6 +28,7 @@ from common import feature_stats
 from common.records.evaluation import drift_alert_record
 from common.records.evaluation import drift_record
 from transforms.evaluation.config import parse_window
+from transforms.evaluation.metrics import merge_keyed
 from transforms.evaluation.rows import METRICS_NAMESPACE
 
 BASELINE_SAMPLE = 100_000
@@ -63,6 +64,11 @@ def rule_for(rules, feature, metric):
     if rule.feature is None and general is None:
       general = rule
   return general
+
+
+def _add_counts(mine, theirs):
+  for b, n in theirs.items():
+    mine[b] = mine.get(b, 0) + n
 
 
 def window_baseline(profiles):
@@ -110,17 +116,7 @@ class HistogramFn(beam.CombineFn):
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    accumulators = iter(accumulators)
-    merged = next(accumulators)
-    for other in accumulators:  # only the first one may be modified
-      for name, counts in other.items():
-        mine = merged.get(name)
-        if mine is None:
-          merged[name] = dict(counts)
-        else:
-          for b, n in counts.items():
-            mine[b] = mine.get(b, 0) + n
-    return merged
+    return merge_keyed(accumulators, _add_counts, dict)
 
   def extract_output(self, accumulator):
     return accumulator

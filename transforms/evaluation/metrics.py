@@ -34,6 +34,21 @@ CALIBRATION_EDGES = tuple(i * (1.0 / CALIBRATION_BINS)
                           for i in range(1, CALIBRATION_BINS))
 
 
+def merge_keyed(accumulators, merge, copy):
+  """Merges {key: partial} accumulators into the first, the only one a
+  CombineFn may modify: `merge(mine, theirs)` where both have a key, else a
+  `copy(theirs)`."""
+  accumulators = iter(accumulators)
+  merged = next(accumulators)
+  for other in accumulators:
+    for key, partial in other.items():
+      if key in merged:
+        merge(merged[key], partial)
+      else:
+        merged[key] = copy(partial)
+  return merged
+
+
 class SliceMetrics:
   """Mergeable counts for one slice (or one cell)."""
   __slots__ = ('count', 'labelled', 'confusion', 'pos_bins', 'neg_bins',
@@ -235,15 +250,7 @@ class SliceMetricsFn(beam.CombineFn):
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    accumulators = iter(accumulators)
-    merged = next(accumulators)
-    for other in accumulators:  # only the first one may be modified
-      for cell, counts in other.items():
-        if cell in merged:
-          merged[cell].merge(counts)
-        else:
-          merged[cell] = counts.copy()
-    return merged
+    return merge_keyed(accumulators, SliceMetrics.merge, SliceMetrics.copy)
 
   def extract_output(self, accumulator):
     slicer = self._slicer
