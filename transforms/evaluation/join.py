@@ -65,7 +65,9 @@ def _recency(prediction):
   return epoch, label, -1.0 if score is None else score
 
 
-class _Join(beam.DoFn):
+class JoinKey(beam.DoFn):
+  """The join of one key's predictions and labels (batch: grouped by
+  CoGroupByKey; streaming: buffered in state, stream_join.py)."""
 
   def __init__(self, config):
     self._pos = config.positive_label
@@ -145,5 +147,5 @@ class JoinLabels(beam.PTransform):
     return (
         {'predictions': predictions, 'labels': labels}
         | 'CoGroupByKey' >> beam.CoGroupByKey()
-        | 'Join' >> beam.ParDo(_Join(self._config)).with_outputs(
+        | 'Join' >> beam.ParDo(JoinKey(self._config)).with_outputs(
             COMPARISON, DEAD_LETTER, main='scored'))
