@@ -20,9 +20,11 @@ import sys
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
 
 from common import feature_stats
 from common.records import evaluation as evaluation_records
+from pipelines import evaluation_stream
 from pipelines import flags
 from pipelines import gcp
 from pipelines import inputs
@@ -149,9 +151,9 @@ FLAGS = (
     Flag('drift_table',
          help='Also append the drift records to this BigQuery table, '
          'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
-         'window_start). Written with load jobs: needs a gs:// '
-         '--temp_location.'),
-)
+         'window_start). Written with load jobs (streaming: streaming '
+         'inserts): needs a gs:// --temp_location.'),
+) + evaluation_stream.STREAM
 Options = flags.options_class('Evaluate', FLAGS)
 
 
@@ -167,8 +169,7 @@ def _names(text):
   return tuple(split_list(text))
 
 
-def validate(options):
-  """Checks the flags; returns the EvaluationConfig or raises UsageError."""
+def _check_batch_inputs(options):
   for flag in ('predictions', 'ground_truth'):
     files, table = getattr(options, flag), getattr(options, f'{flag}_table')
     if not files and not table:
@@ -179,6 +180,14 @@ def validate(options):
     inputs.check_patterns(inputs.patterns_of(files), f'--{flag}')
   if not options.output:
     raise launch.UsageError('--output', 'is required')
+
+
+def validate(options):
+  """Checks the flags; returns the EvaluationConfig or raises UsageError."""
+  if evaluation_stream.is_streaming(options):
+    evaluation_stream.check(options)
+  else:
+    _check_batch_inputs(options)
   if options.alert_topic and not re.fullmatch(
       r'projects/[^/]+/topics/[^/]+', options.alert_topic):
     raise launch.UsageError('--alert_topic', 'is projects/PROJECT/topics/TOPIC')
@@ -315,7 +324,9 @@ def _check_cloud(ev, options):
   if flag:
     gcp.check_credentials(options, flag)
   if ev.metrics_table or ev.drift_table:
-    gcp.check_write_method(bigquery.FILE_LOADS, options)
+    gcp.check_write_method(
+        bigquery.STREAMING_INSERTS if evaluation_stream.is_streaming(ev)
+        else bigquery.FILE_LOADS, options)
 
 
 def _output_path(output, name):
@@ -375,12 +386,35 @@ def _print_summary(run_summary, slices, alerts, output):
           f'{_output_path(output, "alerts.jsonl")}')
 
 
-def run(argv=None):
-  """Builds and runs the evaluation; returns the process exit code."""
+def _run_streaming(ev, config, options, wait):
+  """The streaming job (pipelines/evaluation_stream.py): runs until
+  cancelled; with wait=False returns the PipelineResult (for tests)."""
+  options.view_as(StandardOptions).streaming = True
+  local_runner.pick_runner(options)
+  _check_cloud(ev, options)
+  p = beam.Pipeline(options=options)
+  evaluation_stream.build(
+      p, ev, config, parse_window(ev.label_lateness),
+      {'metrics': (evaluation_records.metrics_row,
+                   evaluation_records.METRICS_SHAPE),
+       'drift': evaluation_records.DRIFT_SHAPE})
+  local_runner.speed_up(p, ev.local_fast_pubsub)
+  result = progress.run(p)
+  if not wait:
+    return result
+  result.wait_until_finish()
+  return 0
+
+
+def run(argv=None, wait=True):
+  """Builds and runs the evaluation; returns the process exit code (a
+  streaming run with wait=False: its PipelineResult)."""
   ev, beam_args = launch.parse_args(build_parser(), argv)
   config = validate(ev)
-  options = local_runner.pick_runner(
-      flags.pipeline_options(beam_args, ev, FLAGS))
+  options = flags.pipeline_options(beam_args, ev, FLAGS)
+  if evaluation_stream.is_streaming(ev):
+    return _run_streaming(ev, config, options, wait)
+  options = local_runner.pick_runner(options)
   _check_cloud(ev, options)
 
   p = beam.Pipeline(options=options)

@@ -9,12 +9,12 @@ import datetime
 import re
 
 TIME_SLICES = ('day', 'week', 'month', 'all')
-_WINDOW = re.compile(r'^(\d+)([hdw])$')
-_UNIT_SECONDS = {'h': 3600, 'd': 86400, 'w': 7 * 86400}
+_WINDOW = re.compile(r'^(\d+)([smhdw])$')
+_UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
 
 
 def parse_window(text):
-  """'7d' -> seconds; units h (hours), d (days), w (weeks). None if bad."""
+  """'7d' -> seconds; units s, m (minutes), h, d, w (weeks). None if bad."""
   match = _WINDOW.match(text.strip())
   if not match or int(match.group(1)) == 0:
     return None
