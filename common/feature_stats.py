@@ -25,8 +25,9 @@ per statistic, its kind and bins, and the reference counts in those bins:
   equal-width bins on [0, 1], the same rule;
 - categorical: the TOP_K most frequent values, and one bin for the others.
 Whether a string field is text or categorical is decided on the baseline: it
-is categorical when its values repeat (at most CATEGORICAL_MAX_DISTINCT
-distinct values, and no more distinct values than half the rows), else text.
+is categorical when its values are short (under CATEGORY_CHARS characters)
+and repeat (at most CATEGORICAL_MAX_DISTINCT distinct values, and no more
+distinct values than half the rows), else text.
 """
 import bisect
 import collections
@@ -138,7 +139,8 @@ def _spec(name, values, output):
   if all(isinstance(v, str) for v in values):
     counts = collections.Counter(values)
     if (len(counts) > CATEGORICAL_MAX_DISTINCT
-        or len(counts) > len(values) / 2):
+        or len(counts) > len(values) / 2
+        or any(len(v) >= CATEGORY_CHARS for v in counts)):
       return None  # text: its _chars/_tokens statistics describe it
     categories = [c for c, _ in sorted(counts.items(),
                                        key=lambda kv: (-kv[1], kv[0]))[:TOP_K]]
