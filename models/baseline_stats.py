@@ -30,7 +30,8 @@ from common import feature_stats
 BATCH_SIZE = 512
 
 
-def _rows(patterns):
+def _rows(patterns, skipped):
+  """The JSON objects of the files' lines; others counted in `skipped`."""
   for pattern in patterns.split(','):
     paths = sorted(glob.glob(pattern.strip()))
     if not paths:
@@ -38,8 +39,16 @@ def _rows(patterns):
     for path in paths:
       with open(path, encoding='utf-8') as f:
         for line in f:
-          if line.strip():
-            yield json.loads(line)
+          if not line.strip():
+            continue
+          try:
+            row = json.loads(line)
+          except ValueError:
+            row = None
+          if isinstance(row, dict):
+            yield row
+          else:
+            skipped[0] += 1
 
 
 def _decoded(value, field):
@@ -50,14 +59,23 @@ def _decoded(value, field):
   return value if isinstance(value, dict) else {}
 
 
-def logged_pairs(rows):
-  """(instance, outputs) of prediction-log rows or batch_predict records."""
+def logged_pairs(rows, skipped):
+  """(instance, outputs) of prediction-log rows or batch_predict records;
+  rows without a readable prediction are counted in `skipped` (a list of
+  one int), not used."""
   for row in rows:
-    if 'raw_prediction' in row:
-      yield (_decoded(row.get('raw_data'), 'instances'),
-             _decoded(row['raw_prediction'], 'predictions'))
+    try:
+      if 'raw_prediction' in row:
+        pair = (_decoded(row.get('raw_data'), 'instances'),
+                _decoded(row['raw_prediction'], 'predictions'))
+      else:
+        pair = {}, _decoded(row.get('predictions'), 'predictions')
+    except (ValueError, TypeError, IndexError, AttributeError):
+      pair = None
+    if pair is None or not pair[1]:
+      skipped[0] += 1
     else:
-      yield {}, _decoded(row.get('predictions'), 'predictions')
+      yield pair
 
 
 def scored_pairs(model_dir, instances, signature, batch_size=BATCH_SIZE):
@@ -140,18 +158,21 @@ def main(argv=None):
   if bool(args.input) == bool(args.predictions):
     parser.error('give --input or --predictions')
   output = args.output or os.path.join(args.model_dir, feature_stats.FILE_NAME)
+  skipped = [0]
   if args.predictions:
-    pairs = list(logged_pairs(_rows(args.predictions)))
+    pairs = list(logged_pairs(_rows(args.predictions, skipped), skipped))
     source = f'prediction log {args.predictions}'
   else:
     feature_map = _pairs_map(args.feature_map)
     where = _pairs_map(args.where)
-    rows = [r for r in _rows(args.input)
+    rows = [r for r in _rows(args.input, skipped)
             if all(str(r.get(k)) == v for k, v in where.items())]
     instances = [{name: r.get(field, r.get(name)) for name, field in
                   feature_map.items()} if feature_map else r for r in rows]
     pairs = list(scored_pairs(args.model_dir, instances, args.signature))
     source = f'{args.input}' + (f' where {args.where}' if where else '')
+  if skipped[0]:
+    print(f'skipped {skipped[0]:,} unreadable rows')
   if not pairs:
     raise SystemExit('error: no rows to build a baseline from')
   write(baseline_of(args.model_dir, pairs, source), output)

@@ -15,7 +15,6 @@ report.html with PNG plots. Exit code 3 with
 """
 import datetime
 import json
-import re
 import sys
 
 import apache_beam as beam
@@ -101,7 +100,7 @@ FLAGS = (
          f'{", ".join(TIME_SLICES)}.'),
     Flag('windows', default='7d,30d',
          help='Trailing windows ending at --as_of, comma-separated, units '
-         'h, d, w (e.g. 24h,7d,4w); empty for none.'),
+         's, m, h, d, w (e.g. 24h,7d,4w); empty for none.'),
     Flag('as_of',
          help='End of the trailing windows, ISO-8601 (UTC if no offset). '
          'Default: now.'),
@@ -140,8 +139,9 @@ FLAGS = (
          'itself, START/END in ISO-8601 (UTC if no offset), START <= time '
          '< END.'),
     Flag('window', default='1d',
-         help='Drift: the fixed windows (UTC, aligned on the epoch) the log '
-         'is cut into, units h, d, w (e.g. 1d, 7d).'),
+         help='Drift (and, streaming, metrics): the fixed windows (UTC, '
+         'aligned on the epoch) the log is cut into, units s, m, h, d, w '
+         '(e.g. 1d, 7d).'),
     Flag('drift', repeat=True, default=[],
          help='A drift rule, repeatable: MEASURE>VALUE for every statistic '
          '(e.g. psi>0.2; measures psi, js, ks) or STATISTIC:MEASURE>VALUE '
@@ -188,9 +188,7 @@ def validate(options):
     evaluation_stream.check(options)
   else:
     _check_batch_inputs(options)
-  if options.alert_topic and not re.fullmatch(
-      r'projects/[^/]+/topics/[^/]+', options.alert_topic):
-    raise launch.UsageError('--alert_topic', 'is projects/PROJECT/topics/TOPIC')
+  evaluation_stream.check_topic('--alert_topic', options.alert_topic)
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:

@@ -37,7 +37,7 @@ STREAM = (
          help='Streaming: the subscription of the ground-truth rows.'),
     Flag('label_lateness', default='1d',
          help='Streaming: how long after its prediction (event time) a '
-         'label may come (units h, d, w); a prediction without one by then '
+         'label may come (units s, m, h, d, w); a prediction without one by then '
          'counts as unlabelled, and its state is dropped.'),
     Flag('metrics_topic', template_type='PUBSUB_TOPIC',
          help='Streaming: publish each window\'s slice records (per model '
@@ -50,6 +50,12 @@ STREAM = (
          'are only counted).'),
     local_runner.FAST_PUBSUB,
 )
+
+
+def check_topic(flag, value):
+  """A topic flag's value, when given, is a topic's full name."""
+  if value and not _TOPIC.fullmatch(value):
+    raise launch.UsageError(flag, 'is projects/PROJECT/topics/NAME')
 
 
 def is_streaming(options):
@@ -75,9 +81,7 @@ def check(options):
   if not options.metrics_topic:
     raise launch.UsageError('--metrics_topic', 'is required when streaming')
   for flag in ('metrics_topic', 'drift_topic', 'dead_letter_topic'):
-    value = getattr(options, flag)
-    if value and not _TOPIC.fullmatch(value):
-      raise launch.UsageError(f'--{flag}', 'is projects/PROJECT/topics/NAME')
+    check_topic(f'--{flag}', getattr(options, flag))
   lateness = parse_window(options.label_lateness)
   if lateness is None:
     raise launch.UsageError('--label_lateness',

@@ -54,15 +54,18 @@ def test_scores_the_input_and_writes_the_baseline_beside_the_model(
 
 
 def test_a_prediction_log_and_a_model_without_vocabulary_fall_back(
-    plain_model_dir, tmp_path):
+    plain_model_dir, tmp_path, capsys):
   from common.records.prediction_log import log_row
   log = [log_row('m', '1', f'k{i}', {'title': f'big news number {i % 3}'},
                  {'score': (i % 10) / 10}, '2026-01-01T00:00:00Z')
          for i in range(60)]
   output = tmp_path / 'b.json'
+  path = _write(tmp_path / 'log.jsonl', log)
+  with open(path, 'a') as f:
+    f.write('not json\n{"key": "x", "raw_prediction": "{broken"}\n')
   baseline_stats.main(['--model_dir', str(plain_model_dir), '--predictions',
-                       _write(tmp_path / 'log.jsonl', log),
-                       '--output', str(output)])
+                       path, '--output', str(output)])
+  assert 'skipped 2 unreadable rows' in capsys.readouterr().out
   baseline = json.loads(output.read_text())
   assert baseline['vocabulary_source'] == 'baseline'
   assert baseline['vocabulary'] == ['0', '1', '2', 'big', 'news', 'number']

@@ -6,6 +6,7 @@ command lines and tests can build one directly.
 """
 import dataclasses
 import datetime
+import math
 import re
 
 TIME_SLICES = ('day', 'week', 'month', 'all')
@@ -19,6 +20,13 @@ def parse_window(text):
   if not match or int(match.group(1)) == 0:
     return None
   return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def window_of(epoch, size):
+  """The fixed window (start, end), epoch seconds, holding `epoch`: windows
+  of `size` seconds aligned on the epoch, as Beam's FixedWindows cut."""
+  start = math.floor(epoch / size) * size
+  return start, start + size
 
 
 def to_utc(dt):

@@ -12,13 +12,13 @@ inputs, the model's numeric outputs), whether or not it is ever labelled.
     applies (a statistic's own rule wins over a general one) and whether it
     fired.
 
-The baseline is a side input: the loaded baseline_stats.json, or one built
-from a reference window of the log itself (--baseline_window) by the same
+The baseline is the loaded baseline_stats.json (the rows come binned from
+ParsePredictions), or one built from a reference window of the log itself
+(--baseline_window), a side input, by the same
 common.feature_stats.build_baseline the baseline writer uses, from a sample
 of at most BASELINE_SAMPLE of that window's rows (exact below that size).
 """
 import datetime
-import math
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -28,6 +28,7 @@ from common import feature_stats
 from common.records.evaluation import drift_alert_record
 from common.records.evaluation import drift_record
 from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import window_of
 from transforms.evaluation.metrics import merge_keyed
 from transforms.evaluation.rows import METRICS_NAMESPACE
 
@@ -38,12 +39,6 @@ ORDERED = (feature_stats.NUMERIC, feature_stats.PROBABILITY)
 def _iso(epoch):
   return datetime.datetime.fromtimestamp(
       epoch, datetime.timezone.utc).isoformat()
-
-
-def window_of(epoch, size):
-  """The fixed window (start, end) in epoch seconds holding `epoch`."""
-  start = math.floor(epoch / size) * size
-  return start, start + size
 
 
 def measures_of(spec):
@@ -140,21 +135,16 @@ def drift_records(element, baseline, rules, size):
 
 
 class Drift(beam.PTransform):
-  """Profiles -> {'drift': drift records, 'alerts': drift alert records}.
-
-  A profile element is ((model, version, slice), epoch, profile, output
-  names), as ParsePredictions emits them when drift is on.
-  """
+  """ParsePredictions' PROFILE output -> {'drift': drift records, 'alerts':
+  drift alert records}: binned rows with a baseline file, profiles with a
+  baseline window (transforms/evaluation/rows.py)."""
 
   def __init__(self, config):
     super().__init__()
     self._config = config
 
-  def _baseline(self, profiles):
-    c = self._config
-    if c.baseline is not None:
-      return profiles.pipeline | 'Baseline' >> beam.Create([c.baseline])
-    start, end = c.baseline_window
+  def _window_baseline(self, profiles):
+    start, end = self._config.baseline_window
     return (profiles
             | 'InBaselineWindow' >> beam.Filter(
                 lambda e: start <= e[1] < end)
@@ -163,13 +153,17 @@ class Drift(beam.PTransform):
                 BASELINE_SAMPLE)
             | 'BuildBaseline' >> beam.Map(window_baseline))
 
-  def expand(self, profiles):
+  def expand(self, rows):
     c = self._config
     size = parse_window(c.drift_window)
-    baseline = beam.pvalue.AsSingleton(self._baseline(profiles))
+    if c.baseline is not None:
+      binned, baseline = rows, c.baseline
+    else:
+      baseline = beam.pvalue.AsSingleton(self._window_baseline(rows))
+      binned = rows | 'BinProfiles' >> beam.ParDo(_BinProfiles(size),
+                                                   baseline)
     drift = (
-        profiles
-        | 'BinProfiles' >> beam.ParDo(_BinProfiles(size), baseline)
+        binned
         | 'Histograms' >> beam.CombinePerKey(HistogramFn())
         | 'DriftRecords' >> beam.FlatMap(drift_records, baseline,
                                          c.drift_rules, size))

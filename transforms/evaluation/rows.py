@@ -16,9 +16,13 @@ scored beside the live one, its answers not served). Shadow rows are
 evaluated apart: their model version reads 'V (shadow)' in the metrics and
 their drift records have the slice 'role=shadow'.
 
-With drift on (config.drift), each parsed row also goes out on the PROFILE
-output as ((model, version, slice), epoch, profile, output names): its
-common.feature_stats profile, labelled or not.
+With drift on (config.drift), each parsed row, labelled or not, also goes
+out on the PROFILE output: with a baseline file, binned here already, as
+((model, version, slice, window start), {statistic: bin}) (one step less
+per row than a side input downstream: the baseline is known when the job is
+built); with a baseline window, as ((model, version, slice), epoch,
+profile, output names), binned once the window's baseline is built
+(transforms/evaluation/drift.py).
 """
 import datetime
 import functools
@@ -30,7 +34,9 @@ from apache_beam.metrics import Metrics
 
 from common import feature_stats
 from transforms.dead_letter import reject
+from transforms.evaluation.config import parse_window
 from transforms.evaluation.config import to_utc
+from transforms.evaluation.config import window_of
 
 METRICS_NAMESPACE = 'evaluation'
 DEFAULT_MODEL = 'unknown'
@@ -171,8 +177,12 @@ class ParsePredictions(_ParseKeyedRows):
     self._mismatch = Metrics.counter(METRICS_NAMESPACE,
                                      'key_segments_mismatch')
     self._drift = config.drift
-    self._vocabulary = None if config.baseline is None else (
-        feature_stats.vocabulary_of(config.baseline))
+    self._window = parse_window(config.drift_window)
+    self._vocabulary = self._binner = None
+    if config.baseline is not None:
+      self._vocabulary = feature_stats.vocabulary_of(config.baseline)
+      self._binner = feature_stats.Binner(config.baseline)
+    self._no_stats = Metrics.counter(METRICS_NAMESPACE, 'drift_rows_no_stats')
 
   def _segments(self, key):
     if not self._segment_index:
@@ -229,13 +239,26 @@ class ParsePredictions(_ParseKeyedRows):
     model, version = str(row.get('model') or DEFAULT_MODEL), str(version)
     shadow = role == 'shadow'
     if self._drift:
-      outputs = _only(prediction, 'predictions')
-      yield beam.pvalue.TaggedOutput(PROFILE, (
-          (model, version, 'role=shadow' if shadow else 'all'), epoch,
-          feature_stats.profile(_only(row.get('raw_data'), 'instances'),
-                                outputs, self._vocabulary), tuple(outputs)))
+      yield from self._drift_row(row, prediction, epoch, (
+          model, version, 'role=shadow' if shadow else 'all'))
     yield key, (model, f'{version} (shadow)' if shadow else version, epoch,
                 day, self._segments(key), label, score)
+
+
+  def _drift_row(self, row, prediction, epoch, key):
+    outputs = _only(prediction, 'predictions')
+    row_profile = feature_stats.profile(_only(row.get('raw_data'), 'instances'),
+                                        outputs, self._vocabulary)
+    if self._binner is None:
+      yield beam.pvalue.TaggedOutput(PROFILE, (key, epoch, row_profile,
+                                               tuple(outputs)))
+      return
+    bins = self._binner(row_profile)
+    if bins:
+      yield beam.pvalue.TaggedOutput(PROFILE, (
+          key + (window_of(epoch, self._window)[0],), bins))
+    else:
+      self._no_stats.inc()
 
 
 class ParseLabels(_ParseKeyedRows):

@@ -117,8 +117,8 @@ class EvaluateStream(beam.PTransform):
     if c.drift:
       fixed, options = self._windows(self._lateness)
       drift = (predictions[PROFILE]
-               | 'ProfilesAtPredictionTime' >> beam.Map(
-                   lambda e: window.TimestampedValue(e, e[1]))
+               | 'AtWindowStart' >> beam.Map(  # binned: a baseline file
+                   lambda e: window.TimestampedValue(e, e[0][3]))
                | 'DriftWindows' >> beam.WindowInto(fixed, **options)
                | 'Drift' >> Drift(c))
       out['drift'] = drift['drift']
