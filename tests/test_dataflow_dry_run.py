@@ -114,10 +114,10 @@ def test_evaluate_streaming_job_builds(build_dataflow_job, tmp_path):
   baseline.write_text(feature_stats.dumps(feature_stats.build_baseline(
       [{'p': i / 100} for i in range(100)], {'p'}, None, 'test')))
   built = build_dataflow_job(evaluate.run, [
-      '--predictions_subscription', 'projects/p/subscriptions/log',
-      '--ground_truth_subscription', 'projects/p/subscriptions/labels',
-      '--metrics_topic', 'projects/p/topics/metrics',
-      '--alert_topic', 'projects/p/topics/alerts',
+      '--predictions_subscription', 'projects/test-project/subscriptions/log',
+      '--ground_truth_subscription', 'projects/test-project/subscriptions/labels',
+      '--metrics_topic', 'projects/test-project/topics/metrics',
+      '--alert_topic', 'projects/test-project/topics/alerts',
       '--baseline', str(baseline), '--drift', 'psi>0.2',
       '--setup_file', './setup.py'])
   assert built.job.type_.name == 'JOB_TYPE_STREAMING'
