@@ -403,3 +403,29 @@ def test_labels_outside_the_label_set_are_dead_letters_and_counts_reconcile():
         dead) == len(labels)
 
   _evaluate(data.lines(binary + classes), data.lines(labels), config, check)
+
+
+def test_shadow_rows_are_evaluated_apart_and_an_unknown_role_is_refused():
+  def row(key, score, role=None):
+    r = data.log_row('m', '4', key, {}, score, '2026-01-01T00:00:00Z')
+    if role:
+      r['role'] = role
+    return r
+  predictions = [row('a', 0.9), row('b', 0.8, 'live'),
+                 row('a', 0.1, 'shadow'), row('b', 0.2, 'shadow'),
+                 row('c', 0.9, 'canary')]
+  labels = [{'key': k, 'groundtruth': POS,
+             'labeled_at': '2026-01-02T00:00:00Z'} for k in 'ab']
+  config = _config(prediction_field=None, time_slices=('all',), windows=(),
+                   key_segments=(), segment_by=())
+
+  def check(out):
+    overall = {s['model_version']: s for s in out['slices']}
+    assert set(overall) == {'4', '4 (shadow)'}
+    assert (overall['4']['count'], overall['4']['accuracy']) == (2, 1.0)
+    assert (overall['4 (shadow)']['count'],
+            overall['4 (shadow)']['accuracy']) == (2, 0.0)
+    assert [(d['key'], d['reason']) for d in out['dead_letters']] == [
+        ('c', 'bad_role')]
+
+  _evaluate(data.lines(predictions), data.lines(labels), config, check)
