@@ -37,8 +37,8 @@ STREAM = (
          help='Streaming: the subscription of the ground-truth rows.'),
     Flag('label_lateness', default='1d',
          help='Streaming: how long after its prediction (event time) a '
-         'label may come (units s, m, h, d, w); a prediction without one by then '
-         'counts as unlabelled, and its state is dropped.'),
+         'label may come (units s, m, h, d, w); a prediction without one by '
+         'then counts as unlabelled, and its state is dropped.'),
     Flag('metrics_topic', template_type='PUBSUB_TOPIC',
          help='Streaming: publish each window\'s slice records (per model '
          'version, refined by late panes) to this topic. Required when '

@@ -115,7 +115,8 @@ def test_evaluate_streaming_job_builds(build_dataflow_job, tmp_path):
       [{'p': i / 100} for i in range(100)], {'p'}, None, 'test')))
   built = build_dataflow_job(evaluate.run, [
       '--predictions_subscription', 'projects/test-project/subscriptions/log',
-      '--ground_truth_subscription', 'projects/test-project/subscriptions/labels',
+      '--ground_truth_subscription',
+      'projects/test-project/subscriptions/labels',
       '--metrics_topic', 'projects/test-project/topics/metrics',
       '--alert_topic', 'projects/test-project/topics/alerts',
       '--baseline', str(baseline), '--drift', 'psi>0.2',

@@ -28,7 +28,8 @@ def _pull_all(subscriber, subscription, count, deadline_s=60):
 
 
 def test_every_alert_record_is_published_as_json(pubsub_emulator, world):
-  publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+  publisher = pubsub_v1.PublisherClient()
+  subscriber = pubsub_v1.SubscriberClient()
   topic = publisher.topic_path(PROJECT, 'alerts')
   publisher.create_topic(name=topic)
   subscription = subscriber.subscription_path(PROJECT, 'retrain')

@@ -18,8 +18,9 @@ Rules are small strings, given once per --alert:
                            prefix; a statistic's own rule wins over the
                            general one (transforms/evaluation/drift.py)
 Every firing (and every gate decision, pass or fail) is an alert record
-naming model, version, slice, metric, value and threshold; every rule also counts fired / passed / not_evaluable in the
-`evaluation_alerts` metrics namespace, so a rule that never fires because its
+naming model, version, slice, metric, value and threshold; every rule also
+counts fired / passed / not_evaluable in the `evaluation_alerts` metrics
+namespace, so a rule that never fires because its
 metric was never defined (no labels) shows up too. Nothing is silent.
 """
 import dataclasses

@@ -270,7 +270,8 @@ def write_report(output, slices, comparisons, alerts, run_summary,
     if name:
       images[('over_time', model)] = name
   for model in sorted({d['model'] for d in drift}):
-    name = drift_png(plt, lambda fig, name: _save(fig, output, _file_safe(name)), model,
+    save = lambda fig, name: _save(fig, output, _file_safe(name))
+    name = drift_png(plt, save, model,
                      [d for d in drift if d['model'] == model])
     if name:
       images[('drift', model)] = name
