@@ -64,7 +64,8 @@ FLAGS = (
          'wins. Required.'),
     Flag('output', template_type='GCS_WRITE_FOLDER',
          help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
-         'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
+         'alerts.jsonl, dead_letter.jsonl, drift.jsonl (with a baseline), '
+         'summary.json and report.html. '
          'Required.'),
     Flag('predictions_table',
          help='Instead of --predictions: a BigQuery table, '
