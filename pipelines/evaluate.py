@@ -39,6 +39,7 @@ from transforms.evaluation.alerts import parse_rule
 from transforms.evaluation.config import EvaluationConfig
 from transforms.evaluation.config import TIME_SLICES
 from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
 from transforms.evaluation.evaluate import Evaluate
 from transforms.evaluation.rows import METRICS_NAMESPACE
@@ -140,9 +141,10 @@ FLAGS = (
          'itself, START/END in ISO-8601 (UTC if no offset), START <= time '
          '< END.'),
     Flag('window', default='1d',
-         help='Drift (and, streaming, metrics): the fixed windows (UTC, '
-         'aligned on the epoch) the log is cut into, units s, m, h, d, w '
-         '(e.g. 1d, 7d).'),
+         help='Drift (and, streaming, metrics): the windows (UTC, aligned on '
+         'the epoch) the log is cut into, units s, m, h, d, w: fixed (e.g. '
+         '1d, 7d) or sliding, SIZE/PERIOD (e.g. 7d/1d: 7 days, one '
+         'starting every day).'),
     Flag('drift', repeat=True, default=[],
          help='A drift rule, repeatable: MEASURE>VALUE for every statistic '
          '(e.g. psi>0.2; measures psi, js, ks) or STATISTIC:MEASURE>VALUE '
@@ -272,9 +274,10 @@ def _drift_settings(options):
   if options.baseline and options.baseline_window:
     raise launch.UsageError('--baseline_window',
                             'give --baseline or --baseline_window, not both')
-  if parse_window(options.window) is None:
-    raise launch.UsageError('--window',
-                            f'{options.window!r} is not like 24h, 1d or 7d')
+  if parse_window_spec(options.window) is None:
+    raise launch.UsageError(
+        '--window', f'{options.window!r} is not like 1d or 7d, or 7d/1d '
+        '(sliding: SIZE/PERIOD, the period at most the size)')
   rules = []
   for text in options.drift:
     try:

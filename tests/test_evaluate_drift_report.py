@@ -107,6 +107,7 @@ def test_without_a_baseline_there_is_no_drift_output(world):
     (['--baseline_window', '2026-01-02/2026-01-01'], '--baseline_window'),
     (['--baseline_window', 'x/y'], '--baseline_window'),
     (['--window', '1 day'], '--window'),
+    (['--window', '1d/2d'], '--window'),
     (['--baseline', 'no_such_baseline.json'], '--baseline'),
     (['--baseline', 'BASELINE', '--drift', 'auc>0.2'], '--drift'),
 ])
@@ -122,3 +123,11 @@ def test_a_file_that_is_not_a_baseline_is_a_usage_error(world, tmp_path):
   path.write_text('{"statistics": {}}')
   with pytest.raises(launch.UsageError, match='not a baseline'):
     evaluate.run(world['argv'] + ['--baseline', str(path)])
+
+
+def test_a_sliding_window_is_size_over_period(world):
+  assert evaluate.run(world['argv'] + [
+      '--baseline', world['baseline'], '--window', '2d/1d']) == 0
+  starts = {d['window_start'][:10] for d in _read(world['output'],
+                                                  'drift.jsonl')}
+  assert starts == {'2025-12-31', '2026-01-01', '2026-01-02', '2026-01-03'}

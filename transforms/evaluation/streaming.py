@@ -4,7 +4,7 @@ time, emitting each window's metrics, drift and alerts as it closes.
   prediction lines --ParsePredictions (timestamped at the prediction time)
   label lines ------ParseLabels (at labeled_at; without one, at arrival)
       -> JoinLabelsInEventTime (state and timers, stream_join.py)
-      -> fixed windows of config.drift_window (--window)
+      -> windows of config.drift_window (--window: fixed, or sliding)
       -> SliceMetricsFn per (model, version) -> window records
       -> Alerts;
   profiles -> the same windows -> Drift (baseline file only)
@@ -28,7 +28,7 @@ from apache_beam.transforms import window
 
 from transforms.dead_letter import DEAD_LETTER
 from transforms.evaluation.alerts import Alerts
-from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.drift import Drift
 from transforms.evaluation.evaluate import slice_records
 from transforms.evaluation.metrics import SliceMetricsFn
@@ -76,6 +76,16 @@ class _WindowRecords(beam.DoFn):
       yield record
 
 
+class _InItsOwnWindow(beam.DoFn):
+  """A binned row, one per window holding its prediction and timestamped at
+  that window's start, lands in every sliding window holding that instant:
+  it is kept only in the one it names."""
+
+  def process(self, element, w=beam.DoFn.WindowParam):
+    if w.start.micros == round(element[0][3] * 1_000_000):
+      yield element
+
+
 class EvaluateStream(beam.PTransform):
   """(prediction lines, label lines) -> {'slices', 'alerts', 'drift' (with
   a baseline file), 'dead_letters'}, per window of config.drift_window."""
@@ -88,7 +98,10 @@ class EvaluateStream(beam.PTransform):
     self._lateness = lateness_s
 
   def _windows(self, lateness_s):
-    return window.FixedWindows(parse_window(self._config.drift_window)), dict(
+    size, period = parse_window_spec(self._config.drift_window)
+    windows = (window.FixedWindows(size) if period == size
+               else window.SlidingWindows(size, period))
+    return windows, dict(
         trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
         accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
         allowed_lateness=lateness_s)
@@ -120,6 +133,7 @@ class EvaluateStream(beam.PTransform):
                | 'AtWindowStart' >> beam.Map(  # binned: a baseline file
                    lambda e: window.TimestampedValue(e, e[0][3]))
                | 'DriftWindows' >> beam.WindowInto(fixed, **options)
+               | 'InItsOwnWindow' >> beam.ParDo(_InItsOwnWindow())
                | 'Drift' >> Drift(c))
       out['drift'] = drift['drift']
       out['alerts'] = ((alerts, drift['alerts'])
