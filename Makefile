@@ -8,6 +8,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := data/models/sentiment/1
 DEMO_INPUT := data/demo/inputs/jsonl/*.jsonl
+# The same reviews replayed over 4 weeks from 2026-01-01, the last one
+# shifted (models/demo_data.py --history_weeks).
+HISTORY_WEEKS := 4
+DEMO_HISTORY := data/demo/history/jsonl/*.jsonl
+HISTORY_END := 2026-01-29T00:00:00+00:00
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 TWO_PHASE := data/models/two_phase
@@ -35,21 +40,26 @@ $(STANDINS): requirements-standins.txt scripts/setup_standins.sh
 	PYTHON=$(PYTHON) scripts/setup_standins.sh
 
 data: setup
-	$(PY) -m models.demo_data
+	$(PY) -m models.demo_data --history_weeks $(HISTORY_WEEKS)
 
 model: data
 	$(PY) -m models.train_demo --export_dir $(MODEL)
 
-# The main job on the embedded default, then the continuous evaluation of its
-# prediction log against the held-out (test split) labels.
+# The main job on the demo's replayed history (every review, logged at its
+# replayed time), then the continuous evaluation of its prediction log
+# against the held-out (test split) labels, with drift from the model's
+# baseline statistics per day: the last week's shift fires the drift alert.
 demo: model
 	rm -rf out/predictions* out/prediction_log* out/evaluation
-	$(PY) -m pipelines.batch_predict --input '$(DEMO_INPUT)' \
+	$(PY) -m pipelines.batch_predict --input '$(DEMO_HISTORY)' \
 	  --feature_map reviews=text --model_dir $(MODEL) --output out/predictions \
-	  --prediction_log out/prediction_log --log_sample_rate 1.0
+	  --prediction_log out/prediction_log --log_sample_rate 1.0 \
+	  --log_time_field time
 	$(PY) -m pipelines.evaluate --predictions 'out/prediction_log-*.jsonl' \
 	  --ground_truth data/demo/ground_truth_test.jsonl \
-	  --prediction_field positive_review_probability --output out/evaluation
+	  --prediction_field positive_review_probability --output out/evaluation \
+	  --baseline $(MODEL)/baseline_stats.json --window 1d --drift 'psi>0.2' \
+	  --as_of $(HISTORY_END)
 
 # Benchmarks (never in CI; ~40 minutes, plus ~7 to train the two-phase models
 # once): each script prints a table and a last-line JSON; results land in

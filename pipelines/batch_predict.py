@@ -72,8 +72,15 @@ SINKS = (
 ) + outputs.DEAD_LETTERS + outputs.bigquery_write(
     bigquery.FILE_LOADS, 'FILE_LOADS, load jobs staged under a gs:// '
     '--temp_location')
+LOG_TIME = Flag(
+    'log_time_field',
+    help='The input field whose time (ISO-8601 with an offset, or epoch '
+    'seconds) --prediction_log rows carry instead of the run\'s time: a '
+    'replayed history (models.demo_data --history_weeks writes one). A '
+    'record without a usable time is logged at the run\'s time and counted.')
 FLAGS = (SOURCES + inputs.KEYED_INPUT + model.MODEL + SINKS +
-         model.PREDICTION_LOG + (model.INFERENCE_THREADS, outputs.NUM_SHARDS))
+         model.PREDICTION_LOG + (LOG_TIME, model.INFERENCE_THREADS,
+                                 outputs.NUM_SHARDS))
 Options = flags.options_class('BatchPredict', FLAGS)
 
 
@@ -98,6 +105,8 @@ class Job:
     outputs.check_bigquery_write(args)
     outputs.check_files_writable(args)
     outputs.check_writable('--prediction_log', args.prediction_log)
+    if args.log_time_field and not args.prediction_log:
+      raise launch.UsageError('--log_time_field', 'needs --prediction_log')
     model.check_counts(args)
     local = local_runner.is_local(options)
     patterns = inputs.patterns_of(args.input)
@@ -135,7 +144,8 @@ def build(pipeline, job):
   input_fields = {name: job.feature_map.get(name, name)
                   for name in job.signature.inputs}
   predicted = [chunks | f'Predict{label}' >> PredictChunks(
-      job.handler, job.threads, job.passthrough, job.model_name, input_fields)
+      job.handler, job.threads, job.passthrough, job.model_name, input_fields,
+      args.log_time_field)
                for label, chunks in keyed.parts.items()]
   dead = [keyed.dead_letter] + [p.dead_letter for p in predicted]
   chunks = tuple(p.predictions for p in predicted)
@@ -204,6 +214,8 @@ def figures_of(counts, elapsed):
       'records_per_s': round(inputs_read / elapsed, 1) if elapsed else 0.0,
       'reconciled': inputs_read == predicted + dead_total,
       'logged': counts.get('prediction_log', {}).get('logged', 0),
+      'log_time_unusable': counts.get('prediction_log', {}).get(
+          'log_time_unusable', 0),
   }
 
 
@@ -224,6 +236,8 @@ def run(argv=None):
       ('inputs = predictions + dead letters',
        'yes' if figures['reconciled'] else 'NO'),
       ('prediction log rows', figures.pop('logged')),
+  ] + ([('logged at the run\'s time (no usable --log_time_field)',
+         figures['log_time_unusable'])] if args.log_time_field else []) + [
       ('predictions under', ', '.join(
           x for x in (args.output and f'{args.output}*', args.output_table)
           if x)),

@@ -8,8 +8,9 @@ reports metrics by model version, time slice and key segment, with alerts.
       --output out/evaluation --alert 'macro_f1<0.80'
 
 Writes under --output: slices.jsonl (one record per slice), comparisons.jsonl
-(version deltas on shared keys), alerts.jsonl, dead_letter.jsonl,
-summary.json and report.html with PNG plots. Exit code 3 with
+(version deltas on shared keys), alerts.jsonl, dead_letter.jsonl, with a
+baseline (--baseline or --baseline_window) drift.jsonl, summary.json and
+report.html with PNG plots. Exit code 3 with
 --fail_on_alert when any alert fired, so a scheduler can start retraining.
 """
 import datetime
@@ -19,8 +20,11 @@ import sys
 import apache_beam as beam
 from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
 
+from common import feature_stats
 from common.records import evaluation as evaluation_records
+from pipelines import evaluation_stream
 from pipelines import flags
 from pipelines import gcp
 from pipelines import inputs
@@ -32,20 +36,24 @@ from pipelines import summary
 from pipelines.flags import Flag
 from pipelines.flags import split_list
 from transforms.evaluation.alerts import METRICS_NAMESPACE as ALERTS_NAMESPACE
+from transforms.evaluation.alerts import parse_drift_rule
 from transforms.evaluation.alerts import parse_rule
 from transforms.evaluation.config import EvaluationConfig
 from transforms.evaluation.config import TIME_SLICES
 from transforms.evaluation.config import parse_window
+from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
 from transforms.evaluation.evaluate import Evaluate
 from transforms.evaluation.rows import METRICS_NAMESPACE
 from transforms.io import bigquery
+from transforms.io import pubsub
 from transforms.io import sinks
 
 EXIT_ALERT = 3
-OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters')
+OUTPUTS = ('slices', 'comparisons', 'alerts', 'dead_letters', 'drift')
 _FILE_NAMES = {'slices': 'slices', 'comparisons': 'comparisons',
-               'alerts': 'alerts', 'dead_letters': 'dead_letter'}
+               'alerts': 'alerts', 'dead_letters': 'dead_letter',
+               'drift': 'drift'}
 _MAX_PRINTED_ALERTS = 20
 FLAGS = (
     Flag('predictions', template_type='GCS_READ_FILE',
@@ -59,7 +67,8 @@ FLAGS = (
          'wins. Required.'),
     Flag('output', template_type='GCS_WRITE_FOLDER',
          help='Folder (local or gs://) for slices.jsonl, comparisons.jsonl, '
-         'alerts.jsonl, dead_letter.jsonl, summary.json and report.html. '
+         'alerts.jsonl, dead_letter.jsonl, drift.jsonl (with a baseline), '
+         'summary.json and report.html. '
          'Required.'),
     Flag('predictions_table',
          help='Instead of --predictions: a BigQuery table, '
@@ -97,7 +106,7 @@ FLAGS = (
          f'{", ".join(TIME_SLICES)}.'),
     Flag('windows', default='7d,30d',
          help='Trailing windows ending at --as_of, comma-separated, units '
-         'h, d, w (e.g. 24h,7d,4w); empty for none.'),
+         's, m, h, d, w (e.g. 24h,7d,4w); empty for none.'),
     Flag('as_of',
          help='End of the trailing windows, ISO-8601 (UTC if no offset). '
          'Default: now.'),
@@ -112,14 +121,46 @@ FLAGS = (
     Flag('alert', repeat=True, default=[],
          help='An alert rule, repeatable: METRIC<VALUE (e.g. macro_f1<0.80, '
          'operators < <= > >=), METRIC[LABEL]<VALUE for a class (e.g. '
-         'recall[positive]<0.7), or METRIC drop>VALUE for a drop versus the '
-         'previous calendar period. Checked on every slice.'),
+         'recall[positive]<0.7), METRIC drop>VALUE for a drop versus the '
+         'previous calendar period, or METRIC drop>VALUE vs VERSION (or vs '
+         'previous): a gate of each other version of the model against that '
+         'one, whose every decision (pass or fail) is recorded. Checked on '
+         'every slice.'),
     Flag('alert_min_labelled', type=int, default=1,
          help='Label-based alert rules skip slices with fewer labelled '
          'predictions (counted as not evaluable).'),
     Flag('fail_on_alert', switch=True,
-         help=f'Exit with code {EXIT_ALERT} when any alert fired.'),
-)
+         help=f'Exit with code {EXIT_ALERT} when any alert fired (a gate '
+         'that failed included).'),
+    Flag('alert_topic', template_type='PUBSUB_TOPIC',
+         help='Also publish every alert record (drift alerts and gate '
+         'decisions included) as a JSON message to this Pub/Sub topic, '
+         'projects/P/topics/T, for a retraining launch to subscribe to.'),
+    Flag('baseline', template_type='GCS_READ_FILE',
+         help='Drift: a baseline_stats.json (python -m models.baseline_stats '
+         'writes one next to a model version) that every --window of the '
+         'log is compared with, labelled or not. Or --baseline_window.'),
+    Flag('baseline_window',
+         help='Drift: instead of --baseline, a reference window of the log '
+         'itself, START/END in ISO-8601 (UTC if no offset), START <= time '
+         '< END.'),
+    Flag('window', default='1d',
+         help='Drift (and, streaming, metrics): the windows (UTC, aligned on '
+         'the epoch) the log is cut into, units s, m, h, d, w: fixed (e.g. '
+         '1d, 7d) or sliding, SIZE/PERIOD (e.g. 7d/1d: 7 days, one '
+         'starting every day).'),
+    Flag('drift', repeat=True, default=[],
+         help='A drift rule, repeatable: MEASURE>VALUE for every statistic '
+         '(e.g. psi>0.2; measures psi, js, ks) or STATISTIC:MEASURE>VALUE '
+         'for one (e.g. reviews_chars:js>0.1), which wins over the general '
+         'rule. A firing rule is a drift record with alert=true and an alert '
+         'record.'),
+    Flag('drift_table',
+         help='Also append the drift records to this BigQuery table, '
+         'PROJECT:DATASET.TABLE (created when absent, partitioned by day on '
+         'window_start). Written with load jobs (streaming: streaming '
+         'inserts): needs a gs:// --temp_location.'),
+) + evaluation_stream.STREAM
 Options = flags.options_class('Evaluate', FLAGS)
 
 
@@ -135,8 +176,7 @@ def _names(text):
   return tuple(split_list(text))
 
 
-def validate(options):
-  """Checks the flags; returns the EvaluationConfig or raises UsageError."""
+def _check_batch_inputs(options):
   for flag in ('predictions', 'ground_truth'):
     files, table = getattr(options, flag), getattr(options, f'{flag}_table')
     if not files and not table:
@@ -148,6 +188,15 @@ def validate(options):
   if not options.output:
     raise launch.UsageError('--output', 'is required')
   outputs.check_writable('--output', options.output, folder=True)
+
+
+def validate(options):
+  """Checks the flags; returns the EvaluationConfig or raises UsageError."""
+  if evaluation_stream.is_streaming(options):
+    evaluation_stream.check(options)
+  else:
+    _check_batch_inputs(options)
+  evaluation_stream.check_topic('--alert_topic', options.alert_topic)
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
@@ -199,15 +248,68 @@ def validate(options):
       raise launch.UsageError('--alert', str(e)) from None
   if options.alert_min_labelled < 0:
     raise launch.UsageError('--alert_min_labelled', 'must be >= 0')
+  drift = _drift_settings(options)
   return EvaluationConfig(
       as_of=to_utc(as_of), prediction_field=options.prediction_field,
       label_field=options.label_field, threshold=options.threshold,
       positive_label=options.positive_label,
-      negative_label=options.negative_label, time_slices=time_slices,
+      negative_label=options.negative_label,
+      time_slices=time_slices,
       windows=windows, key_segments=segments,
       key_separator=options.key_separator, segment_by=segment_by,
       alert_rules=tuple(rules),
-      alert_min_labelled=options.alert_min_labelled, label_set=label_set)
+      alert_min_labelled=options.alert_min_labelled, label_set=label_set,
+      **drift)
+
+
+def _iso_time(flag, text):
+  try:
+    return to_utc(datetime.datetime.fromisoformat(text.strip()))
+  except ValueError:
+    raise launch.UsageError(flag, f'{text!r} is not ISO-8601') from None
+
+
+def read_baseline(path):
+  """The baseline statistics file at `path` (local or gs://), checked."""
+  if not FileSystems.exists(path):
+    raise launch.UsageError('--baseline', f'{path} does not exist')
+  try:
+    with FileSystems.open(path) as f:
+      return feature_stats.check_baseline(json.loads(f.read()))
+  except ValueError as e:
+    raise launch.UsageError('--baseline', f'{path}: {e}') from None
+
+
+def _drift_settings(options):
+  """The EvaluationConfig fields of drift, from the drift flags."""
+  if options.baseline and options.baseline_window:
+    raise launch.UsageError('--baseline_window',
+                            'give --baseline or --baseline_window, not both')
+  if parse_window_spec(options.window) is None:
+    raise launch.UsageError(
+        '--window', f'{options.window!r} is not like 1d or 7d, or 7d/1d '
+        '(sliding: SIZE/PERIOD, the period at most the size)')
+  rules = []
+  for text in options.drift:
+    try:
+      rules.append(parse_drift_rule(text))
+    except ValueError as e:
+      raise launch.UsageError('--drift', str(e)) from None
+  window = None
+  if options.baseline_window:
+    start, sep, end = options.baseline_window.partition('/')
+    if not sep:
+      raise launch.UsageError('--baseline_window', 'is START/END')
+    window = (_iso_time('--baseline_window', start).timestamp(),
+              _iso_time('--baseline_window', end).timestamp())
+    if window[0] >= window[1]:
+      raise launch.UsageError('--baseline_window', 'START must be before END')
+  baseline = read_baseline(options.baseline) if options.baseline else None
+  if (rules or options.drift_table) and baseline is None and window is None:
+    raise launch.UsageError('--drift' if rules else '--drift_table',
+                            'needs --baseline or --baseline_window')
+  return {'baseline': baseline, 'baseline_window': window,
+          'drift_window': options.window, 'drift_rules': tuple(rules)}
 
 
 def _read_lines(p, label, patterns, table=None):
@@ -228,16 +330,19 @@ def _check_cloud(ev, options):
   credentials, a metrics table without a gs:// staging location."""
   tables = [('--predictions_table', ev.predictions_table),
             ('--ground_truth_table', ev.ground_truth_table),
-            ('--metrics_table', ev.metrics_table)]
+            ('--metrics_table', ev.metrics_table),
+            ('--drift_table', ev.drift_table)]
   for flag, table in tables:
     gcp.check_table(flag, table)
   flag = gcp.first_cloud_flag(tables + [
       ('--predictions', ev.predictions), ('--ground_truth', ev.ground_truth),
-      ('--output', ev.output)])
+      ('--baseline', ev.baseline), ('--output', ev.output)])
   if flag:
     gcp.check_credentials(options, flag)
-  if ev.metrics_table:
-    gcp.check_write_method(bigquery.FILE_LOADS, options)
+  if ev.metrics_table or ev.drift_table:
+    gcp.check_write_method(
+        bigquery.STREAMING_INSERTS if evaluation_stream.is_streaming(ev)
+        else bigquery.FILE_LOADS, options)
 
 
 def _output_path(output, name):
@@ -277,27 +382,55 @@ def _print_summary(run_summary, slices, alerts, output):
       fmt = lambda v: 'n/a' if v is None else f'{v:.4f}'
       print(f'model {s["model"]} version {s["model_version"]}: '
             f'accuracy {fmt(s["accuracy"])}  macro F1 {fmt(s["macro_f1"])}  '
-            f'({s["labelled"]:,} labelled of {s["count"]:,} predictions)')
+            f'({s["labelled"]:,} labelled of {s["count"]:,} predictions)'
+            + (f'  ECE {fmt(s["ece"])}  Brier {fmt(s["brier_score"])}'
+               if s.get('ece') is not None else ''))
   for rule, outcome in run_summary['alert_rules'].items():
     print(f'alert rule {rule!r}: {outcome["fired"]} fired, '
           f'{outcome["passed"]} passed, '
           f'{outcome["not_evaluable"]} not evaluable')
   for a in alerts[:_MAX_PRINTED_ALERTS]:
-    print(f'ALERT {a["model"]} {a["model_version"]} [{a["slice"]}] '
+    head = (f'GATE {a["decision"]}' if a['kind'] == 'gate' else 'ALERT')
+    print(f'{head} {a["model"]} {a["model_version"]} [{a["slice"]}] '
           f'{a["rule"]}: {a["metric"]}={a["value"]:.4f}'
           + (f' (drop {a["drop"]:.4f} from {a["previous_period"]})'
-             if a['kind'] == 'drop' else ''))
+             if a['kind'] == 'drop' else '')
+          + (f' ({a["baseline_version"]}: {a["baseline_value"]:.4f}, drop '
+             f'{a["drop"]:.4f})' if a['kind'] == 'gate' else ''))
   if len(alerts) > _MAX_PRINTED_ALERTS:
     print(f'... {len(alerts) - _MAX_PRINTED_ALERTS} more alerts in '
           f'{_output_path(output, "alerts.jsonl")}')
 
 
-def run(argv=None):
-  """Builds and runs the evaluation; returns the process exit code."""
+def _run_streaming(ev, config, options, wait):
+  """The streaming job (pipelines/evaluation_stream.py): runs until
+  cancelled; with wait=False returns the PipelineResult (for tests)."""
+  options.view_as(StandardOptions).streaming = True
+  local_runner.pick_runner(options)
+  _check_cloud(ev, options)
+  p = beam.Pipeline(options=options)
+  evaluation_stream.build(
+      p, ev, config, parse_window(ev.label_lateness),
+      {'metrics': (evaluation_records.metrics_row,
+                   evaluation_records.METRICS_SHAPE),
+       'drift': evaluation_records.DRIFT_SHAPE})
+  local_runner.speed_up(p, ev.local_fast_pubsub)
+  result = progress.run(p)
+  if not wait:
+    return result
+  result.wait_until_finish()
+  return 0
+
+
+def run(argv=None, wait=True):
+  """Builds and runs the evaluation; returns the process exit code (a
+  streaming run with wait=False: its PipelineResult)."""
   ev, beam_args = launch.parse_args(build_parser(), argv)
   config = validate(ev)
-  options = local_runner.pick_runner(
-      flags.pipeline_options(beam_args, ev, FLAGS))
+  options = flags.pipeline_options(beam_args, ev, FLAGS)
+  if evaluation_stream.is_streaming(ev):
+    return _run_streaming(ev, config, options, wait)
+  options = local_runner.pick_runner(options)
   _check_cloud(ev, options)
 
   p = beam.Pipeline(options=options)
@@ -316,7 +449,17 @@ def run(argv=None):
             bigquery.FILE_LOADS))
     dead_letters = ((dead_letters, metrics_dead)
                     | 'AllDeadLetters' >> beam.Flatten())
+  if ev.alert_topic:
+    _ = results['alerts'] | 'PublishAlerts' >> pubsub.WriteJson(
+        ev.alert_topic)
+  if ev.drift_table:
+    drift_dead = results['drift'] | 'WriteDriftTable' >> bigquery.WriteTable(
+        ev.drift_table, evaluation_records.DRIFT_SHAPE, bigquery.FILE_LOADS)
+    dead_letters = ((dead_letters, drift_dead)
+                    | 'WithDriftDeadLetters' >> beam.Flatten())
   for name in OUTPUTS:
+    if name not in results:
+      continue
     written = dead_letters if name == 'dead_letters' else results[name]
     _ = written | f'Write{name}' >> sinks.WriteJsonLines(
         _output_path(ev.output, f'{_FILE_NAMES[name]}.jsonl'),
@@ -332,13 +475,19 @@ def run(argv=None):
   alerts = read_records(ev.output, 'alerts')
   alerts.sort(key=lambda a: (a['model'], a['model_version'], a['slice'],
                              a['rule']))
+  drift = read_records(ev.output, 'drift')
   from transforms.evaluation.report import write_report
   report = write_report(ev.output, slices,
                         read_records(ev.output, 'comparisons'), alerts,
-                        run_summary)
+                        run_summary, drift)
   _print_summary(run_summary, slices, alerts, ev.output)
+  if config.drift:
+    print(f'drift: {len(drift):,} records over '
+          f'{len({d["window_start"] for d in drift}):,} windows of '
+          f'{config.drift_window}, '
+          f'{sum(d["alert"] for d in drift):,} alerts')
   print(f'report: {report}')
-  if alerts and ev.fail_on_alert:
+  if ev.fail_on_alert and any(map(evaluation_records.is_alert, alerts)):
     return EXIT_ALERT
   return 0
 

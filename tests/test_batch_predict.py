@@ -344,3 +344,33 @@ def test_repeated_keys_and_undecodable_lines_reach_dead_letters(
   keys_out = sorted(o['key'] for o in batch_io.read_jsonl(output))
   assert keys_out == sorted([r['key'] for r in good] + ['d2'])
   assert figures['inputs'] == len(lines) == len(keys_out) + len(dead)
+
+
+def test_log_time_field_replays_the_records_own_times(tmp_path,
+                                                       tiny_model_dir):
+  # Every third record has its own time, one an unusable one (naive).
+  rows = [dict(r, time=f'2026-01-{1 + i % 20:02d}T06:00:00+02:00')
+          if i % 3 == 0 else r for i, r in enumerate(ROWS)]
+  rows[3]['time'] = '2026-01-02T00:00:00'
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'jsonl', 2)
+  figures, _ = _run(tmp_path, pattern, tiny_model_dir,
+                    '--prediction_log', str(tmp_path / 'log'),
+                    '--log_time_field', 'time')
+  logged = {r['key']: r['time'] for r in batch_io.read_jsonl(
+      str(tmp_path / 'log'))}
+  assert len(logged) == len(rows)
+  for i, row in enumerate(rows):
+    if i % 3 == 0 and i != 3:
+      assert logged[row['key']] == (
+          f'2026-01-{1 + i % 20:02d}T04:00:00.000000Z')
+  run_time = logged[rows[1]['key']]
+  assert logged[rows[3]['key']][:13] == run_time[:13] != '2026-01-02T00'
+  # Unusable: the naive one and the 40 records without a time.
+  assert figures['log_time_unusable'] == 1 + 40
+
+
+def test_log_time_field_needs_a_prediction_log(tmp_path, tiny_model_dir):
+  with pytest.raises(launch.UsageError) as error:
+    _run(tmp_path, batch_io.write_shards(tmp_path / 'in', ROWS, 'jsonl', 1),
+         tiny_model_dir, '--log_time_field', 'time')
+  assert error.value.flag == '--log_time_field'

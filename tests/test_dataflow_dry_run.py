@@ -107,6 +107,27 @@ def test_evaluate_job_builds(build_dataflow_job, tmp_path):
           'Writealerts', 'Writedead_letters'} <= built.transform_names
 
 
+def test_evaluate_streaming_job_builds(build_dataflow_job, tmp_path):
+  from common import feature_stats
+  from pipelines import evaluate
+  baseline = tmp_path / 'baseline_stats.json'
+  baseline.write_text(feature_stats.dumps(feature_stats.build_baseline(
+      [{'p': i / 100} for i in range(100)], {'p'}, None, 'test')))
+  built = build_dataflow_job(evaluate.run, [
+      '--predictions_subscription', 'projects/test-project/subscriptions/log',
+      '--ground_truth_subscription',
+      'projects/test-project/subscriptions/labels',
+      '--metrics_topic', 'projects/test-project/topics/metrics',
+      '--alert_topic', 'projects/test-project/topics/alerts',
+      '--baseline', str(baseline), '--drift', 'psi>0.2',
+      '--setup_file', './setup.py'])
+  assert built.job.type_.name == 'JOB_TYPE_STREAMING'
+  names = ' '.join(sorted(built.transform_names))
+  for part in ('ReadPredictions', 'ReadGroundTruth', 'JoinInEventTime',
+               'MetricWindows', 'Drift', 'PublishMetrics', 'Publishalerts'):
+    assert part in names, (part, names)
+
+
 def test_two_phase_job_builds(build_dataflow_job, tmp_path, tiny_phase1,
                               tiny_model_dir):
   from pipelines import two_phase

@@ -72,3 +72,30 @@ def test_held_out_labels_cover_exactly_the_test_split(demo_dir):
     test_keys = {json.loads(line)['key'] for line in f}
   rows = _rows(demo_dir, 'jsonl')
   assert test_keys == {r['key'] for r in rows if r['split'] == 'test'}
+
+
+def test_history_spreads_times_over_the_weeks_and_shifts_the_last_one():
+  reviews = [{'key': f'review-{i:05d}', 'text': f'a fine film number {i}',
+              'label': 'positive' if i % 2 else 'negative', 'split': 'test'}
+             for i in range(2000)]
+  rows = demo_data.history_rows(reviews, 4)
+  assert rows == demo_data.history_rows(reviews, 4)  # reproducible
+  assert [r['key'] for r in rows] == [r['key'] for r in reviews]
+  import datetime
+  start = demo_data.HISTORY_START
+  weeks = [(datetime.datetime.fromisoformat(r['time']) - start).days // 7
+           for r in rows]
+  assert sorted(set(weeks)) == [0, 1, 2, 3]
+  assert all(400 < weeks.count(w) < 600 for w in range(4))
+  by_key = {r['key']: r['text'] for r in reviews}
+  for row, week in zip(rows, weeks):
+    if week < 3:
+      assert row['text'] == by_key[row['key']]
+    else:  # followed by another review: twice as long
+      assert len(row['text'].split()) == 10
+  last = ' '.join(r['text'] for r, w in zip(rows, weeks) if w == 3).split()
+  reversed_words = sum(w in {'enif', 'mlif', 'rebmun'} for w in last)
+  words = sum(w in {'fine', 'film', 'number', 'enif', 'mlif', 'rebmun'}
+              for w in last)
+  assert reversed_words / words == pytest.approx(
+      demo_data.GARBLED_SHARE, abs=0.03)

@@ -79,3 +79,37 @@ def test_tables_in_metrics_table_out_match_the_files_run(
       from_files[('1', 'all')]['confusion_matrix'])
   assert {c['label'] for c in everything['per_class']} == {
       data.POS, data.NEG}
+
+
+def test_drift_records_to_a_drift_table_match_drift_jsonl(
+    bigquery_emulator, gcs_emulator, tmp_path):
+  from common import feature_stats
+  from tests import test_evaluation_drift as drift_data
+  bq = bigquery_emulator
+  log, labels = drift_data._log(8, 300, shift=True), []
+  baseline = tmp_path / 'baseline_stats.json'
+  baseline.write_text(feature_stats.dumps(
+      drift_data._baseline(drift_data._log(7, 300))))
+  for name, rows in (('p.jsonl', log), ('g.jsonl', labels)):
+    (tmp_path / name).write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  assert evaluate.run([
+      '--predictions', str(tmp_path / 'p.jsonl'),
+      '--ground_truth', str(tmp_path / 'g.jsonl'),
+      '--output', str(tmp_path / 'out'), '--windows', '',
+      '--prediction_field', 'positive_review_probability',
+      '--baseline', str(baseline), '--drift', 'psi>0.2',
+      '--drift_table', bq.table('drift'),
+      '--temp_location', gcs_emulator.url('tmp'),
+      '--runner', 'FnApiRunner']) == 0
+  with open(tmp_path / 'out' / 'drift.jsonl') as f:
+    written = {(d['window_start'], d['feature'], d['metric']): d
+               for d in map(json.loads, f)}
+  rows = [dict(r) for r in bq.client().list_rows(
+      f'{bq.project}.{bq.dataset}.drift')]
+  assert len(rows) == len(written) == 27
+  for r in rows:
+    d = written[(r['window_start'].isoformat(), r['feature'], r['metric'])]
+    assert r['value'] == pytest.approx(d['value'])
+    assert (r['alert'], r['threshold'], r['count']) == (
+        d['alert'], d['threshold'], d['count'])
+  assert any(r['alert'] for r in rows)

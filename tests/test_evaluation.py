@@ -6,7 +6,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
+import numpy as np
 from sklearn import metrics as sk
+from sklearn.calibration import calibration_curve
 
 from tests import evaluation_data as data
 from transforms.evaluation.evaluate import Evaluate
@@ -84,6 +86,25 @@ def _check_binary_slice(record, rows):
     assert record['roc_auc'] is None
   assert record['log_loss'] == pytest.approx(
       sk.log_loss(is_pos, scores, labels=[False, True]), rel=1e-9)
+  _check_calibration(record, is_pos, scores)
+
+
+def _check_calibration(record, is_pos, scores):
+  """Brier score and the reliability bins equal scikit-learn's; the ECE is
+  their count-weighted gap."""
+  assert record['brier_score'] == pytest.approx(
+      sk.brier_score_loss(is_pos, scores), rel=1e-9)
+  bins = [b for b in record['calibration'] if b['count']]
+  if len(set(is_pos)) == 2:
+    prob_true, prob_pred = calibration_curve(is_pos, scores, n_bins=10)
+    assert [b['fraction_positive'] for b in bins] == pytest.approx(prob_true)
+    assert [b['mean_predicted'] for b in bins] == pytest.approx(prob_pred)
+  counts = np.bincount(np.searchsorted(np.linspace(0, 1, 11)[1:-1], scores),
+                       minlength=10)
+  assert [b['count'] for b in record['calibration']] == counts.tolist()
+  assert record['ece'] == pytest.approx(sum(
+      b['count'] / len(scores) * abs(b['fraction_positive']
+                                     - b['mean_predicted']) for b in bins))
 
 
 def test_binary_slices_equal_scikit_learn_and_inputs_reconcile():
@@ -309,3 +330,103 @@ def test_keys_without_the_segment_layout_still_count_unsegmented():
   _evaluate(data.lines(predictions), data.lines(labels), _config(
       prediction_field=None, time_slices=('all',), windows=(),
       alert_rules=rules, alert_min_labelled=10), check)
+
+
+def test_gates_against_a_named_and_the_previous_version_record_each_decision():
+  # Version 1 is right on 4 keys of 4, version 2 on 3, version 3 on 2.
+  truth = {'a': POS, 'b': NEG, 'c': POS, 'd': NEG}
+  wrong = {'1': set(), '2': {'a'}, '3': {'a', 'b'}}
+  predictions = [
+      data.log_row('m', v, k, {}, (0.1 if truth[k] == POS else 0.9)
+                   if k in wrong[v] else (0.9 if truth[k] == POS else 0.1),
+                   '2026-01-05T00:00:00Z')
+      for v in wrong for k in truth]
+  labels = [{'key': k, 'groundtruth': t, 'labeled_at': '2026-01-06T00:00:00Z'}
+            for k, t in truth.items()]
+  rules = tuple(parse_rule(r) for r in (
+      'accuracy drop>0.1 vs 1', 'accuracy drop>0.3 vs previous',
+      'accuracy drop>0.1 vs 9'))
+  config = _config(prediction_field=None, time_slices=('all',), windows=(),
+                   key_segments=(), segment_by=(), alert_rules=rules)
+
+  def check(out):
+    gates = sorted((a['rule'], a['model_version'], a['decision'],
+                    a['baseline_version'], a['value'], a['baseline_value'],
+                    a['drop']) for a in out['alerts'])
+    assert gates == [
+        ('accuracy drop>0.1 vs 1', '2', 'fail', '1', 0.75, 1.0, 0.25),
+        ('accuracy drop>0.1 vs 1', '3', 'fail', '1', 0.5, 1.0, 0.5),
+        ('accuracy drop>0.3 vs previous', '2', 'pass', '1', 0.75, 1.0, 0.25),
+        ('accuracy drop>0.3 vs previous', '3', 'pass', '2', 0.5, 0.75, 0.25),
+    ]
+    assert {a['kind'] for a in out['alerts']} == {'gate'}
+
+  _evaluate(data.lines(predictions), data.lines(labels), config, check)
+
+
+@pytest.mark.parametrize('text', ['accuracy<0.5 vs 1', 'psi>0.1 vs 1',
+                                  'x:accuracy drop>0.1'])
+def test_gate_and_drift_parts_only_where_they_belong(text):
+  with pytest.raises(ValueError, match=repr(text)):
+    parse_rule(text)
+
+
+def test_labels_outside_the_label_set_are_dead_letters_and_counts_reconcile():
+  binary = [data.log_row('m', '1', k, {}, 0.8, '2026-01-01T00:00:00Z')
+            for k in ('a', 'b')]
+  classes = [data.log_row('s', '1', k, {}, {'source': 'github'},
+                          '2026-01-01T00:00:00Z') for k in ('c', 'd')]
+  labels = [
+      {'key': 'a', 'groundtruth': POS, 'labeled_at': '2026-01-02T00:00:00Z'},
+      # A binary model cannot predict 'neutral': rejected in the join.
+      {'key': 'b', 'groundtruth': 'neutral',
+       'labeled_at': '2026-01-02T00:00:00Z'},
+      {'key': 'c', 'groundtruth': 'github'},
+      # Not in --label_set: rejected as it is read.
+      {'key': 'd', 'groundtruth': 'reddit'},
+  ]
+  config = _config(prediction_field=None, windows=(), key_segments=(),
+                   segment_by=(), time_slices=('all',),
+                   label_set=(POS, NEG, 'neutral', 'github', 'nytimes'))
+
+  def check(out):
+    dead = sorted((d['stage'], d['reason'], d['key'])
+                  for d in out['dead_letters'])
+    assert dead == [('join', 'unknown_label', 'b'),
+                    ('parse_label', 'unknown_label', 'd')]
+    assert 'neutral' in [d for d in out['dead_letters']
+                         if d['key'] == 'b'][0]['error']
+    overall = {s['model']: s for s in out['slices']}
+    # Every prediction is counted, the rejected labels' ones unlabelled.
+    assert (overall['m']['count'], overall['m']['labelled']) == (2, 1)
+    assert (overall['s']['count'], overall['s']['labelled']) == (2, 1)
+    assert overall['m']['labelled'] + overall['s']['labelled'] + len(
+        dead) == len(labels)
+
+  _evaluate(data.lines(binary + classes), data.lines(labels), config, check)
+
+
+def test_shadow_rows_are_evaluated_apart_and_an_unknown_role_is_refused():
+  def row(key, score, role=None):
+    r = data.log_row('m', '4', key, {}, score, '2026-01-01T00:00:00Z')
+    if role:
+      r['role'] = role
+    return r
+  predictions = [row('a', 0.9), row('b', 0.8, 'live'),
+                 row('a', 0.1, 'shadow'), row('b', 0.2, 'shadow'),
+                 row('c', 0.9, 'canary')]
+  labels = [{'key': k, 'groundtruth': POS,
+             'labeled_at': '2026-01-02T00:00:00Z'} for k in 'ab']
+  config = _config(prediction_field=None, time_slices=('all',), windows=(),
+                   key_segments=(), segment_by=())
+
+  def check(out):
+    overall = {s['model_version']: s for s in out['slices']}
+    assert set(overall) == {'4', '4 (shadow)'}
+    assert (overall['4']['count'], overall['4']['accuracy']) == (2, 1.0)
+    assert (overall['4 (shadow)']['count'],
+            overall['4 (shadow)']['accuracy']) == (2, 0.0)
+    assert [(d['key'], d['reason']) for d in out['dead_letters']] == [
+        ('c', 'bad_role')]
+
+  _evaluate(data.lines(predictions), data.lines(labels), config, check)

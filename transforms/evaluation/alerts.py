@@ -7,9 +7,20 @@ Rules are small strings, given once per --alert:
                            one's (same model, version, slice type, segment);
                            the previous period is the latest earlier one with
                            a value
-Every firing is an alert record naming model, version, slice, metric, value
-and threshold; every rule also counts fired / passed / not_evaluable in the
-`evaluation_alerts` metrics namespace, so a rule that never fires because its
+  'accuracy drop>0.02 vs sentiment/1'
+                           a gate (TFMA's change threshold): each other
+                           version of the model against the named baseline
+                           version ('vs previous': the version before it),
+                           on every all-time and trailing-window slice both
+                           have; every decision, pass or fail, is a record
+  'text_chars:js>0.1'      drift (--drift): a drift measure (psi, js, ks) of
+  'psi>0.2'                one statistic, or of every statistic without the
+                           prefix; a statistic's own rule wins over the
+                           general one (transforms/evaluation/drift.py)
+Every firing (and every gate decision, pass or fail) is an alert record
+naming model, version, slice, metric, value and threshold; every rule also
+counts fired / passed / not_evaluable in the `evaluation_alerts` metrics
+namespace, so a rule that never fires because its
 metric was never defined (no labels) shows up too. Nothing is silent.
 """
 import dataclasses
@@ -20,6 +31,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from common.records.evaluation import alert_record
+from common.records.evaluation import gate_record
+from transforms.evaluation.join import version_order
 
 METRICS_NAMESPACE = 'evaluation_alerts'
 SCALAR_METRICS = ('count', 'labelled', 'label_coverage', 'accuracy',
@@ -31,9 +44,14 @@ LABEL_FREE = ('count', 'labelled', 'label_coverage')
 CALENDAR = ('day', 'week', 'month')
 OPS = {'<': operator.lt, '<=': operator.le, '>': operator.gt,
        '>=': operator.ge}
+DRIFT_METRICS = ('psi', 'js', 'ks')
 _RULE = re.compile(
-    r'^\s*(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
-    r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)\s*$')
+    r'^\s*(?:(?P<feature>[A-Za-z0-9_.]+):)?'
+    r'(?P<metric>[a-z_0-9]+)(?:\[(?P<label>[^\]]+)\])?\s*'
+    r'(?P<drop>drop)?\s*(?P<op><=|>=|<|>)\s*(?P<threshold>\S+)'
+    r'(?:\s+vs\s+(?P<baseline>\S+))?\s*$')
+PREVIOUS = 'previous'
+GATE_SLICES = ('all', 'window')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +62,8 @@ class Rule:
   op: str
   threshold: float
   drop: bool
+  feature: str | None = None  # drift rules: the statistic, None for all
+  baseline: str | None = None  # gates: a model version, or PREVIOUS
 
   @property
   def metric_name(self):
@@ -64,27 +84,57 @@ class Rule:
     return OPS[self.op](value, self.threshold)
 
 
-def parse_rule(text):
-  """'macro_f1<0.80' -> Rule; raises ValueError saying what is wrong."""
+def _match(text):
   match = _RULE.match(text)
   if not match:
     raise ValueError(
-        f'{text!r} is not METRIC<VALUE, METRIC[LABEL]<VALUE or '
-        'METRIC drop>VALUE (operators < <= > >=)')
+        f'{text!r} is not METRIC<VALUE, METRIC[LABEL]<VALUE, '
+        'METRIC drop>VALUE or [STATISTIC:]DRIFT>VALUE (operators < <= > >=)')
+  return match
+
+
+def _threshold(text, match):
+  try:
+    return float(match.group('threshold'))
+  except ValueError:
+    raise ValueError(
+        f'{text!r}: threshold {match.group("threshold")!r} is not a number'
+    ) from None
+
+
+def parse_drift_rule(text):
+  """'text_chars:js>0.1' or 'psi>0.2' -> Rule (a drift rule); raises
+  ValueError saying what is wrong."""
+  match = _match(text)
+  if match.group('metric') not in DRIFT_METRICS:
+    raise ValueError(f'{text!r}: unknown drift measure '
+                     f'{match.group("metric")!r}; use one of '
+                     f'{", ".join(DRIFT_METRICS)}')
+  if match.group('label') or match.group('drop') or match.group('baseline'):
+    raise ValueError(f'{text!r}: a drift rule is [STATISTIC:]MEASURE>VALUE')
+  return Rule(text.strip(), match.group('metric'), None, match.group('op'),
+              _threshold(text, match), False, match.group('feature'))
+
+
+def parse_rule(text):
+  """'macro_f1<0.80' -> Rule; raises ValueError saying what is wrong."""
+  match = _match(text)
   metric, label = match.group('metric'), match.group('label')
+  if match.group('feature'):
+    raise ValueError(f'{text!r}: a STATISTIC: prefix belongs to a drift '
+                     'rule (--drift)')
   known = CLASS_METRICS if label else SCALAR_METRICS
   if metric not in known:
     kind = 'per-class metric' if label else 'metric'
     raise ValueError(f'{text!r}: unknown {kind} {metric!r}; '
                      f'use one of {", ".join(known)}')
-  try:
-    threshold = float(match.group('threshold'))
-  except ValueError:
-    raise ValueError(
-        f'{text!r}: threshold {match.group("threshold")!r} is not a number'
-    ) from None
-  return Rule(text.strip(), metric, label, match.group('op'), threshold,
-              bool(match.group('drop')))
+  baseline = match.group('baseline')
+  if baseline and not match.group('drop'):
+    raise ValueError(f'{text!r}: a gate against a version is METRIC '
+                     'drop>VALUE vs VERSION (or vs previous)')
+  return Rule(text.strip(), metric, label, match.group('op'),
+              _threshold(text, match), bool(match.group('drop')),
+              baseline=baseline)
 
 
 class _Counts:
@@ -123,7 +173,7 @@ class _Drops(beam.DoFn):
   """One series (model, version, calendar slice type, segment) at a time."""
 
   def __init__(self, rules, min_labelled):
-    self._rules = [r for r in rules if r.drop]
+    self._rules = [r for r in rules if r.drop and r.baseline is None]
     self._min = min_labelled
 
   def setup(self):
@@ -149,6 +199,41 @@ class _Drops(beam.DoFn):
           previous = record
 
 
+class _Gates(beam.DoFn):
+  """One model's slices of a kind (all-time or a trailing window, segment)
+  across its versions: each version against the rule's baseline version."""
+
+  def __init__(self, rules, min_labelled):
+    self._rules = [r for r in rules if r.baseline is not None]
+    self._min = min_labelled
+
+  def setup(self):
+    self._counts = [_Counts(r) for r in self._rules]
+
+  def process(self, element):
+    _, records = element
+    by_version = {r['model_version']: r for r in records}
+    ordered = sorted(by_version, key=version_order)
+    for rule, counts in zip(self._rules, self._counts):
+      for i, version in enumerate(ordered):
+        baseline = (ordered[i - 1] if i else None) if (
+            rule.baseline == PREVIOUS) else rule.baseline
+        if baseline == version or (baseline is None and i == 0):
+          continue  # the baseline itself, or nothing before the first
+        record = by_version[version]
+        value = rule.value(record, self._min)
+        reference = by_version.get(baseline)
+        before = None if reference is None else rule.value(reference,
+                                                           self._min)
+        if value is None or before is None:
+          counts.not_evaluable.inc()
+          continue
+        failed = rule.fires(before - value)
+        (counts.fired if failed else counts.passed).inc()
+        yield gate_record(rule, record, value, reference, before - value,
+                          failed)
+
+
 class Alerts(beam.PTransform):
   """Slice records -> alert records, one per (rule, slice) that fires."""
 
@@ -169,4 +254,10 @@ class Alerts(beam.PTransform):
              r['segment_name'], r['segment_value']), r))
         | 'GroupSeries' >> beam.GroupByKey()
         | 'Drops' >> beam.ParDo(_Drops(self._rules, self._min)))
-    return (absolute, drops) | 'AllAlerts' >> beam.Flatten()
+    gates = (
+        records
+        | 'GateSlices' >> beam.Filter(lambda r: r['time_slice'] in GATE_SLICES)
+        | 'ByModelSlice' >> beam.Map(lambda r: ((r['model'], r['slice']), r))
+        | 'GroupVersions' >> beam.GroupByKey()
+        | 'Gates' >> beam.ParDo(_Gates(self._rules, self._min)))
+    return (absolute, drops, gates) | 'AllAlerts' >> beam.Flatten()

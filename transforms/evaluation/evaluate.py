@@ -8,6 +8,8 @@ The book's continued-model-evaluation pattern as one composite transform:
       -> scored rows per (model, version) --SliceMetricsFn--> slice records
       -> pairs of versions on shared keys --PairMetricsFn--> comparisons
       -> slice records --Alerts--> alert records
+  parsed predictions' profiles --Drift--> drift records (+ their alerts),
+      when a baseline is given; no labels needed
   and every rejected row -> dead letters (one shape, with a reason).
 
 The slice and alert records are common.records.evaluation's.
@@ -19,6 +21,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.dead_letter import DEAD_LETTER
 from transforms.evaluation.alerts import Alerts
+from transforms.evaluation.drift import Drift
 from transforms.evaluation.join import COMPARISON
 from transforms.evaluation.join import JoinLabels
 from transforms.evaluation.metrics import ALL
@@ -27,6 +30,7 @@ from transforms.evaluation.metrics import SliceMetricsFn
 from transforms.evaluation.metrics import WINDOW
 from transforms.evaluation.rows import ParseLabels
 from transforms.evaluation.rows import METRICS_NAMESPACE
+from transforms.evaluation.rows import PROFILE
 from transforms.evaluation.rows import ParsePredictions
 
 COMPARED_METRICS = ('accuracy', 'macro_precision', 'macro_recall', 'macro_f1',
@@ -88,8 +92,9 @@ def comparison_record(element):
 class Evaluate(beam.PTransform):
   """(prediction lines, label lines) -> dict of PCollections.
 
-  Keys: 'slices', 'comparisons', 'alerts', 'dead_letters' (all records are
-  JSON-ready dicts). Lines are JSON text, one row each.
+  Keys: 'slices', 'comparisons', 'alerts', 'dead_letters' and, with drift
+  on, 'drift' (all records are JSON-ready dicts). Lines are JSON text, one
+  row each.
   """
 
   def __init__(self, config):
@@ -100,7 +105,7 @@ class Evaluate(beam.PTransform):
     prediction_lines, label_lines = inputs
     c = self._config
     predictions = prediction_lines | 'ParsePredictions' >> beam.ParDo(
-        ParsePredictions(c)).with_outputs(DEAD_LETTER, main='parsed')
+        ParsePredictions(c)).with_outputs(DEAD_LETTER, PROFILE, main='parsed')
     labels = label_lines | 'ParseLabels' >> beam.ParDo(
         ParseLabels(c)).with_outputs(DEAD_LETTER, main='parsed')
     joined = ((predictions.parsed, labels.parsed)
@@ -117,5 +122,11 @@ class Evaluate(beam.PTransform):
     dead_letters = (
         (predictions[DEAD_LETTER], labels[DEAD_LETTER], joined[DEAD_LETTER])
         | 'DeadLetters' >> beam.Flatten())
-    return {'slices': slices, 'comparisons': comparisons, 'alerts': alerts,
-            'dead_letters': dead_letters}
+    out = {'slices': slices, 'comparisons': comparisons, 'alerts': alerts,
+           'dead_letters': dead_letters}
+    if c.drift:
+      drift = predictions[PROFILE] | 'Drift' >> Drift(c)
+      out['drift'] = drift['drift']
+      out['alerts'] = ((alerts, drift['alerts'])
+                       | 'MetricAndDriftAlerts' >> beam.Flatten())
+    return out

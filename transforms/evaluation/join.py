@@ -6,15 +6,19 @@ worker; nothing is joined in a single process. Per key:
   agree); older labels are counted as superseded;
 - a key scored twice by the same model version keeps its latest prediction
   (a rerun), the others are counted as superseded;
-- labels without any prediction are dead letters ('unmatched_label');
+- labels without any prediction are dead letters ('unmatched_label'), and
+  so is a latest label that a binary model (a prediction with a score)
+  cannot predict: neither the positive nor the negative label
+  ('unknown_label'); the key's predictions then count as unlabelled;
 - every kept prediction becomes one scored row for its (model, version),
   labelled or not;
 - a labelled key scored by several versions of one model also yields a
   pair per two versions, for the version comparison.
 
-Scored row: (epoch, day, segments, true, predicted, score_bin, loss, is_pos).
-`score_bin` and `loss` are set only where ROC AUC / log loss are defined: a
-binary score and a label that is the positive or negative label.
+Scored row: (epoch, day, segments, true, predicted, score_bin, loss, is_pos,
+score). `score_bin`, `loss` and `score` are set only where ROC AUC, log loss
+and calibration are defined: a binary score and a label that is the positive
+or negative label.
 """
 import itertools
 import json
@@ -61,7 +65,9 @@ def _recency(prediction):
   return epoch, label, -1.0 if score is None else score
 
 
-class _Join(beam.DoFn):
+class JoinKey(beam.DoFn):
+  """The join of one key's predictions and labels (batch: grouped by
+  CoGroupByKey; streaming: buffered in state, stream_join.py)."""
 
   def __init__(self, config):
     self._pos = config.positive_label
@@ -72,6 +78,7 @@ class _Join(beam.DoFn):
     self._predictions_superseded = counter('predictions_superseded')
     self._labelled = counter('predictions_labelled')
     self._unlabelled = counter('predictions_unlabelled')
+    self._unknown = counter('labels_unknown')
 
   def process(self, element):
     key, grouped = element
@@ -96,6 +103,13 @@ class _Join(beam.DoFn):
       return
     if count > len(kept):
       self._predictions_superseded.inc(count - len(kept))
+    if true is not None and true not in (self._pos, self._neg) and any(
+        p[6] is not None for p in kept.values()):
+      self._unknown.inc()
+      yield reject(key, 'join', 'unknown_label', json.loads(latest[2]),
+                   f'label {true!r} is neither {self._pos!r} nor '
+                   f'{self._neg!r}, the binary model\'s labels')
+      true = None
     if true is None:
       self._unlabelled.inc(len(kept))
     else:
@@ -106,7 +120,7 @@ class _Join(beam.DoFn):
       score_bin, loss, is_pos = (None, None, None) if true is None else (
           score_terms(score, true, self._pos, self._neg))
       rows[mv] = row = (epoch, day, segments, true, predicted, score_bin,
-                        loss, is_pos)
+                        loss, is_pos, None if score_bin is None else score)
       yield mv, row
     if true is not None and len(rows) > 1:
       ordered = sorted(rows, key=lambda mv: (mv[0], version_order(mv[1])))
@@ -133,5 +147,5 @@ class JoinLabels(beam.PTransform):
     return (
         {'predictions': predictions, 'labels': labels}
         | 'CoGroupByKey' >> beam.CoGroupByKey()
-        | 'Join' >> beam.ParDo(_Join(self._config)).with_outputs(
+        | 'Join' >> beam.ParDo(JoinKey(self._config)).with_outputs(
             COMPARISON, DEAD_LETTER, main='scored'))

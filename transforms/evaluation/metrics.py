@@ -9,25 +9,50 @@ merge exactly (Beam lifts the combine before the shuffle):
 - log loss is a sum of per-row losses (scores clipped like scikit-learn);
 - ROC AUC comes from per-class counts of scores in logit bins of width
   1/BINS_PER_LOGIT; it is exact (ties counted half, as scikit-learn does)
-  except that two scores in one bin tie.
+  except that two scores in one bin tie;
+- calibration: per bin of 10 equal-width probability bins (scikit-learn's
+  calibration_curve bins: bin = bisect_left(inner edges, p)), the count,
+  sum of scores and positives give the reliability diagram and the expected
+  calibration error; the Brier score is a sum of squared errors.
 
 Slicing happens inside the combiner: rows are counted per cell (UTC day,
 trailing windows holding the row, key segments) and cells are rolled up into
 slices once, at the end, so each row costs one update whatever the number
 of slices.
 """
+import bisect
+
 import apache_beam as beam
 
 from transforms.evaluation.rows import periods
 
 ALL = 'all'
 WINDOW = 'window'
+CALIBRATION_BINS = 10
+# numpy.linspace(0, 1, 11)[1:-1], bit for bit, as calibration_curve cuts.
+CALIBRATION_EDGES = tuple(i * (1.0 / CALIBRATION_BINS)
+                          for i in range(1, CALIBRATION_BINS))
+
+
+def merge_keyed(accumulators, merge, copy):
+  """Merges {key: partial} accumulators into the first, the only one a
+  CombineFn may modify: `merge(mine, theirs)` where both have a key, else a
+  `copy(theirs)`."""
+  accumulators = iter(accumulators)
+  merged = next(accumulators)
+  for other in accumulators:
+    for key, partial in other.items():
+      if key in merged:
+        merge(merged[key], partial)
+      else:
+        merged[key] = copy(partial)
+  return merged
 
 
 class SliceMetrics:
   """Mergeable counts for one slice (or one cell)."""
   __slots__ = ('count', 'labelled', 'confusion', 'pos_bins', 'neg_bins',
-               'loss_sum', 'scored')
+               'loss_sum', 'scored', 'brier_sum', 'calibration')
 
   def __init__(self):
     self.count = 0        # predictions
@@ -37,8 +62,10 @@ class SliceMetrics:
     self.neg_bins = {}
     self.loss_sum = 0.0
     self.scored = 0       # labelled rows with AUC / log-loss terms
+    self.brier_sum = 0.0  # of (score - is_pos)^2, rows given a score
+    self.calibration = {}  # probability bin -> [rows, sum of scores, pos]
 
-  def add(self, true, predicted, score_bin, loss, is_pos):
+  def add(self, true, predicted, score_bin, loss, is_pos, score=None):
     self.count += 1
     if true is None:
       return
@@ -51,12 +78,27 @@ class SliceMetrics:
       self.loss_sum += loss
       bins = self.pos_bins if is_pos else self.neg_bins
       bins[score_bin] = bins.get(score_bin, 0) + 1
+      if score is not None:
+        self.brier_sum += (score - is_pos) ** 2
+        b = bisect.bisect_left(CALIBRATION_EDGES, score)
+        cell = self.calibration.get(b)
+        if cell is None:
+          cell = self.calibration[b] = [0, 0.0, 0]
+        cell[0] += 1
+        cell[1] += score
+        cell[2] += is_pos
 
   def merge(self, other):
     self.count += other.count
     self.labelled += other.labelled
     self.loss_sum += other.loss_sum
     self.scored += other.scored
+    self.brier_sum += other.brier_sum
+    for b, (n, total, pos) in other.calibration.items():
+      cell = self.calibration.setdefault(b, [0, 0.0, 0])
+      cell[0] += n
+      cell[1] += total
+      cell[2] += pos
     for mine, theirs in ((self.confusion, other.confusion),
                          (self.pos_bins, other.pos_bins),
                          (self.neg_bins, other.neg_bins)):
@@ -87,6 +129,24 @@ class SliceMetrics:
       area += pos * (neg_below + 0.5 * neg)
       neg_below += neg
     return area / (n_pos * n_neg)
+
+  def calibration_metrics(self):
+    """(Brier score, ECE, reliability bins) over the rows given a score,
+    or (None, None, None) without any."""
+    n = sum(cell[0] for cell in self.calibration.values())
+    if not n:
+      return None, None, None
+    bins = []
+    ece = 0.0
+    for b in range(CALIBRATION_BINS):
+      rows, total, pos = self.calibration.get(b, (0, 0.0, 0))
+      bins.append({
+          'bin': b, 'lower': b / CALIBRATION_BINS,
+          'upper': (b + 1) / CALIBRATION_BINS, 'count': rows,
+          'mean_predicted': total / rows if rows else None,
+          'fraction_positive': pos / rows if rows else None})
+      ece += abs(pos - total) / n
+    return self.brier_sum / n, ece, bins
 
   def metrics(self):
     """The slice's metrics as a JSON-ready dict (None where undefined)."""
@@ -129,6 +189,10 @@ class SliceMetrics:
     binary = n and self.scored == n
     out['roc_auc'] = self.roc_auc() if binary else None
     out['log_loss'] = self.loss_sum / n if binary else None
+    calibrated = binary and sum(c[0] for c in self.calibration.values()) == n
+    brier, ece, bins = (self.calibration_metrics() if calibrated
+                        else (None, None, None))
+    out.update({'brier_score': brier, 'ece': ece, 'calibration': bins})
     return out
 
 
@@ -177,24 +241,16 @@ class SliceMetricsFn(beam.CombineFn):
     return {}
 
   def add_input(self, accumulator, row):
-    epoch, day, segments, true, predicted, score_bin, loss, is_pos = row
+    epoch, day, segments = row[:3]
     cell = self._slicer.cell(epoch, day, segments)
     counts = accumulator.get(cell)
     if counts is None:
       counts = accumulator[cell] = SliceMetrics()
-    counts.add(true, predicted, score_bin, loss, is_pos)
+    counts.add(*row[3:])
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    accumulators = iter(accumulators)
-    merged = next(accumulators)
-    for other in accumulators:  # only the first one may be modified
-      for cell, counts in other.items():
-        if cell in merged:
-          merged[cell].merge(counts)
-        else:
-          merged[cell] = counts.copy()
-    return merged
+    return merge_keyed(accumulators, SliceMetrics.merge, SliceMetrics.copy)
 
   def extract_output(self, accumulator):
     slicer = self._slicer

@@ -2,8 +2,10 @@
 
 Built after the pipeline from the run's own JSON-lines outputs (the slice,
 comparison and alert records), so a report can always be rebuilt from what
-was written. Plots: a confusion matrix per model version (all-time slice)
-and metrics over time per model (the finest calendar slice present).
+was written. Plots: a confusion matrix and a reliability diagram per model
+version (all-time slice), metrics over time per model (the finest calendar
+slice present) and, with a baseline, drift per window
+(transforms/evaluation/drift_report.py).
 matplotlib is imported here, lazily: the pipeline's --help stays instant.
 """
 import html
@@ -12,9 +14,13 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.evaluation.drift_report import drift_html
+from transforms.evaluation.drift_report import drift_png
+
 OVER_TIME = ('accuracy', 'macro_f1', 'roc_auc')
 TABLE_METRICS = ('count', 'labelled', 'label_coverage', 'accuracy',
-                 'macro_f1', 'weighted_f1', 'roc_auc', 'log_loss')
+                 'macro_f1', 'weighted_f1', 'roc_auc', 'log_loss',
+                 'brier_score', 'ece')
 _CALENDAR = ('day', 'week', 'month')
 
 
@@ -72,6 +78,35 @@ def confusion_png(plt, record, output):
   return name
 
 
+def reliability_png(plt, record, output):
+  """Observed share of positives against the mean predicted probability per
+  bin, bars for how many rows each bin holds: a calibrated model sits on the
+  diagonal."""
+  bins = [b for b in record['calibration'] if b['count']]
+  fig, ax = plt.subplots(figsize=(4.2, 4.2))
+  ax.plot([0, 1], [0, 1], ls='--', color='grey', lw=1, label='calibrated')
+  ax.plot([b['mean_predicted'] for b in bins],
+          [b['fraction_positive'] for b in bins], marker='o',
+          label=f'ECE {record["ece"]:.3f}, Brier {record["brier_score"]:.3f}')
+  share = ax.twinx()
+  total = sum(b['count'] for b in bins)
+  share.bar([(b['lower'] + b['upper']) / 2 for b in bins],
+            [b['count'] / total for b in bins], width=0.09, alpha=0.2,
+            color='tab:blue')
+  share.set_ylabel('share of rows')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_xlabel('mean predicted probability')
+  ax.set_ylabel('fraction positive')
+  ax.set_title(f'{record["model"]} {record["model_version"]}: reliability',
+               fontsize=11)
+  ax.legend(loc='upper left', fontsize=8)
+  name = _save(fig, output, 'reliability_{}_{}.png'.format(
+      _file_safe(record['model']), _file_safe(record['model_version'])))
+  plt.close(fig)
+  return name
+
+
 def over_time_png(plt, model, records, output):
   """Metrics of each version over the finest calendar slice present."""
   present = {r['time_slice'] for r in records}
@@ -106,7 +141,7 @@ def over_time_png(plt, model, records, output):
   return name, time_slice
 
 
-def render_html(slices, comparisons, alerts, run_summary, images):
+def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
   """The report page; `images` maps section keys to PNG file names."""
   overall = sorted(
       (s for s in slices if s['time_slice'] == 'all'
@@ -131,6 +166,8 @@ def render_html(slices, comparisons, alerts, run_summary, images):
            f'<p>Trailing windows end at {_fmt(run_summary.get("as_of"))}. '
            'n/a: undefined (no labels, one class only, or not a binary '
            'score).</p>']
+  gates = [a for a in alerts if a['kind'] == 'gate']
+  alerts = [a for a in alerts if a.get('decision') != 'pass']
   parts.append(f'<h2 class="alert">Alerts ({len(alerts)})</h2>')
   if alerts:
     parts.append(_table(
@@ -139,8 +176,18 @@ def render_html(slices, comparisons, alerts, run_summary, images):
         [(a['model'], a['model_version'], a['slice'], a['rule'], a['metric'],
           a['value'], a['threshold'],
           a.get('previous_period') and
-          f'{a["previous_period"]}: {_fmt(a["previous_value"])}')
+          f'{a["previous_period"]}: {_fmt(a["previous_value"])}'
+          or a.get('baseline_version') and
+          f'{a["baseline_version"]}: {_fmt(a["baseline_value"])}')
          for a in alerts]))
+  if gates:
+    parts.append('<h2>Gates against a baseline version</h2>')
+    parts.append(_table(
+        ['model', 'version', 'slice', 'rule', 'decision', 'value',
+         'baseline', 'baseline value', 'drop'],
+        [(a['model'], a['model_version'], a['slice'], a['rule'],
+          a['decision'], a['value'], a['baseline_version'],
+          a['baseline_value'], a['drop']) for a in gates]))
   rules = run_summary.get('alert_rules', {})
   if rules:
     parts.append(_table(['rule', 'fired', 'passed', 'not evaluable'],
@@ -161,10 +208,15 @@ def render_html(slices, comparisons, alerts, run_summary, images):
     image = images.get(('confusion', s['model'], s['model_version']))
     if image:
       parts.append(f'<img src="{html.escape(image)}" alt="confusion matrix">')
+    image = images.get(('reliability', s['model'], s['model_version']))
+    if image:
+      parts.append(f'<img src="{html.escape(image)}" '
+                   'alt="reliability diagram">')
   for (_, model), image in sorted(
       (k[:2], v) for k, v in images.items() if k[0] == 'over_time'):
     parts.append(f'<h2>{html.escape(model)} over time</h2>'
                  f'<img src="{html.escape(image)}" alt="metrics over time">')
+  parts.extend(drift_html(drift, images, _table))
   if windows:
     parts.append('<h2>Trailing windows</h2>')
     parts.append(_table(['model', 'version', 'window'] + list(TABLE_METRICS),
@@ -197,7 +249,8 @@ def render_html(slices, comparisons, alerts, run_summary, images):
   return '\n'.join(parts)
 
 
-def write_report(output, slices, comparisons, alerts, run_summary):
+def write_report(output, slices, comparisons, alerts, run_summary,
+                 drift=()):
   """Writes report.html and its PNGs under `output`; returns the HTML path."""
   import matplotlib
   matplotlib.use('Agg')
@@ -208,13 +261,22 @@ def write_report(output, slices, comparisons, alerts, run_summary):
         and s['labelled']):
       images[('confusion', s['model'], s['model_version'])] = confusion_png(
           plt, s, output)
+      if s.get('calibration'):
+        images[('reliability', s['model'], s['model_version'])] = (
+            reliability_png(plt, s, output))
   for model in sorted({s['model'] for s in slices}):
     name, _ = over_time_png(
         plt, model, [s for s in slices if s['model'] == model], output)
     if name:
       images[('over_time', model)] = name
+  for model in sorted({d['model'] for d in drift}):
+    save = lambda fig, name: _save(fig, output, _file_safe(name))
+    name = drift_png(plt, save, model,
+                     [d for d in drift if d['model'] == model])
+    if name:
+      images[('drift', model)] = name
   path = f'{output.rstrip("/")}/report.html'
   with FileSystems.create(path) as f:
     f.write(render_html(slices, comparisons, alerts, run_summary,
-                        images).encode('utf-8'))
+                        images, drift).encode('utf-8'))
   return path

@@ -20,6 +20,19 @@ and case is ignored (" Positive " is "positive"). Anything else ("neutral"
 for a binary model, 1) is an `unknown_label` dead letter: an extra class
 would change every metric of the run. A line that is not UTF-8 text, or
 holds a lone surrogate, is an `invalid_text` dead letter.
+A row may say `role`: 'live' (the default when absent) or 'shadow' (a model
+scored beside the live one, its answers not served). Shadow rows are
+evaluated apart: their model version reads 'V (shadow)' in the metrics and
+their drift records have the slice 'role=shadow'.
+
+With drift on (config.drift), each parsed row, labelled or not, also goes
+out on the PROFILE output: with a baseline file, binned here already, as
+((model, version, slice, window start), {statistic: bin}), once per
+window holding the row (several with sliding windows) (one step less
+per row than a side input downstream: the baseline is known when the job is
+built); with a baseline window, as ((model, version, slice), epoch,
+profile, output names), binned once the window's baseline is built
+(transforms/evaluation/drift.py).
 """
 import datetime
 import functools
@@ -30,11 +43,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from common.unicode_text import has_lone_surrogate
+from common import feature_stats
 from transforms.dead_letter import reject
+from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
+from transforms.evaluation.config import window_starts
 
 METRICS_NAMESPACE = 'evaluation'
 DEFAULT_MODEL = 'unknown'
+PROFILE = 'profile'
+ROLES = ('live', 'shadow')
 
 
 class BadValue(ValueError):
@@ -136,6 +154,25 @@ def _load(line):
   return row if isinstance(row, dict) else None
 
 
+def _decoded(value):
+  """A JSON-text field (as BigQuery stores them) decoded; others as they are."""
+  if isinstance(value, str) and value.startswith('{'):
+    try:
+      return json.loads(value)
+    except ValueError:
+      return None
+  return value
+
+
+def _only(value, field):
+  """The one element of {field: [x]}, or {} when the shape is otherwise."""
+  value = _decoded(value)
+  if isinstance(value, dict) and isinstance(value.get(field), list):
+    items = value[field]
+    value = items[0] if len(items) == 1 else None
+  return value if isinstance(value, dict) else {}
+
+
 def _key_of(row):
   key = row.get('key')
   if isinstance(key, bool) or not isinstance(key, (str, int)) or key == '':
@@ -198,6 +235,13 @@ class ParsePredictions(_ParseKeyedRows):
     self._parsed = Metrics.counter(METRICS_NAMESPACE, 'predictions_parsed')
     self._mismatch = Metrics.counter(METRICS_NAMESPACE,
                                      'key_segments_mismatch')
+    self._drift = config.drift
+    self._window = parse_window_spec(config.drift_window)
+    self._vocabulary = self._binner = None
+    if config.baseline is not None:
+      self._vocabulary = feature_stats.vocabulary_of(config.baseline)
+      self._binner = feature_stats.Binner(config.baseline)
+    self._no_stats = Metrics.counter(METRICS_NAMESPACE, 'drift_rows_no_stats')
 
   def _segments(self, key):
     if not self._segment_index:
@@ -228,6 +272,7 @@ class ParsePredictions(_ParseKeyedRows):
     else:  # batch_predict's keyed records
       prediction, time = row.get('predictions'), row.get('predicted_at')
     version = row.get('model_version')
+    role = row.get('role')
     for name, value in (('model_version', version), ('time', time),
                         ('prediction', prediction)):
       if value is None or value == '':
@@ -248,9 +293,34 @@ class ParsePredictions(_ParseKeyedRows):
     except BadValue as e:
       yield reject(key, self.STAGE, 'bad_prediction', row, e)
       return
+    if role is not None and role not in ROLES:
+      yield reject(key, self.STAGE, 'bad_role', row,
+                   f'role {role!r} is not one of {ROLES}')
+      return
     self._parsed.inc()
-    yield key, (str(row.get('model') or DEFAULT_MODEL), str(version), epoch,
+    model, version = str(row.get('model') or DEFAULT_MODEL), str(version)
+    shadow = role == 'shadow'
+    if self._drift:
+      yield from self._drift_row(row, prediction, epoch, (
+          model, version, 'role=shadow' if shadow else 'all'))
+    yield key, (model, f'{version} (shadow)' if shadow else version, epoch,
                 day, self._segments(key), label, score)
+
+
+  def _drift_row(self, row, prediction, epoch, key):
+    outputs = _only(prediction, 'predictions')
+    row_profile = feature_stats.profile(_only(row.get('raw_data'), 'instances'),
+                                        outputs, self._vocabulary)
+    if self._binner is None:
+      yield beam.pvalue.TaggedOutput(PROFILE, (key, epoch, row_profile,
+                                               tuple(outputs)))
+      return
+    bins = self._binner(row_profile)
+    if bins:
+      for start in window_starts(epoch, *self._window):
+        yield beam.pvalue.TaggedOutput(PROFILE, (key + (start,), bins))
+    else:
+      self._no_stats.inc()
 
 
 class ParseLabels(_ParseKeyedRows):

@@ -7,6 +7,8 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from common.event_time import BadTimestamp
+from common.event_time import parse_timestamp
 from common.records import prediction
 from transforms.dead_letter import DEAD_LETTER
 from transforms.dead_letter import reject
@@ -41,16 +43,29 @@ def log_entry(result, model_name, input_fields, logged_at):
       'model_version': result.model_id, 'time': logged_at}
 
 
+def event_time(record, field):
+  """The record's own time in `field` (ISO-8601 with an offset, or epoch
+  seconds) as ISO-8601 UTC text, or None when it is unusable."""
+  try:
+    return datetime.datetime.fromtimestamp(
+        parse_timestamp(record.get(field)), datetime.timezone.utc).isoformat()
+  except BadTimestamp:
+    return None
+
+
 LOG = 'log'
 
 
 class _FormatPredictionChunk(beam.DoFn):
 
-  def __init__(self, passthrough_fields, model_name, input_fields):
+  def __init__(self, passthrough_fields, model_name, input_fields,
+               log_time_field=None):
     self._passthrough = tuple(passthrough_fields or ())
     self._model = model_name
     self._fields = tuple((input_fields or {}).items())
+    self._time_field = log_time_field
     self._predicted = Metrics.counter('output', 'predictions')
+    self._bad_time = Metrics.counter('prediction_log', 'log_time_unusable')
 
   def setup(self):
     self._clock = _UtcClock()
@@ -65,12 +80,22 @@ class _FormatPredictionChunk(beam.DoFn):
       out.append(prediction.record(key, result.model_id, result.inference,
                                    now, result.example, self._passthrough))
       if self._model:
-        logged.append((key, log_entry(result, self._model, self._fields, now)))
+        logged.append((key, log_entry(result, self._model, self._fields,
+                                      self._log_time(result.example, now))))
     if out:
       self._predicted.inc(len(out))
       yield out
     if logged:
       yield beam.pvalue.TaggedOutput(LOG, logged)
+
+  def _log_time(self, record, now):
+    if self._time_field is None:
+      return now
+    time = event_time(record, self._time_field)
+    if time is None:
+      self._bad_time.inc()
+      return now
+    return time
 
 
 class FormatPredictionChunks(beam.PTransform):
@@ -80,15 +105,20 @@ class FormatPredictionChunks(beam.PTransform):
   `log` (chunks of (key, entry) for WritePredictionLog, one entry per
   prediction).
 
+  `log_time_field`: the records' field whose time the log entries carry
+  instead of the run's (a replayed history); a record without a usable one
+  is logged at the run's time and counted (prediction_log:
+  log_time_unusable).
+
   A chunk at a time (transforms.record_chunks says why): the batch job's
   hot path formats one list per model batch.
   """
 
   def __init__(self, passthrough_fields=(), model_name=None,
-               input_fields=None):
+               input_fields=None, log_time_field=None):
     super().__init__()
     self._fn = _FormatPredictionChunk(passthrough_fields, model_name,
-                                      input_fields)
+                                      input_fields, log_time_field)
 
   def expand(self, chunks):
     return chunks | beam.ParDo(self._fn).with_outputs(
@@ -102,11 +132,11 @@ class PredictChunks(beam.PTransform):
   FormatPredictionChunks."""
 
   def __init__(self, handler, threads, passthrough_fields, model_name,
-               input_fields):
+               input_fields, log_time_field=None):
     super().__init__()
     self._infer = RunChunkInference(handler, threads)
     self._format = FormatPredictionChunks(passthrough_fields, model_name,
-                                          input_fields)
+                                          input_fields, log_time_field)
 
   def expand(self, chunks):
     return chunks | 'Infer' >> self._infer | 'Format' >> self._format
