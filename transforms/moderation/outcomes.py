@@ -12,13 +12,8 @@ import json
 import orjson
 
 from common.json_safe import json_safe
+from transforms.io.pubsub import raw_key as _raw_key
 from transforms.moderation import comments
-
-
-def _raw_key(raw):
-  if isinstance(raw, str):
-    return ('raw', raw)
-  return ('raw', orjson.dumps(raw, option=orjson.OPT_SORT_KEYS))
 
 
 def message_keys(data):
