@@ -3,11 +3,12 @@ one, from the messages both predicted. Plain Python (no Beam, no
 TensorFlow), so each decision is tested on its own.
 
 A candidate is promoted once it has seen `min_examples` messages when all
-of these hold, and rejected otherwise:
-- agreement: the share of messages on which both versions reach the same
-  decision (`same_decision`) is at least `min_agreement`;
+of these hold, and rejected (with the first that fails) otherwise:
 - errors: its share of failed predictions is at most live's plus
   `max_error_rate_increase`;
+- agreement: the share of messages on which both versions reach the same
+  decision (`same_decision`; a failure on either side is no agreement) is
+  at least `min_agreement`;
 - latency: the p99 of its per-message model time is at most live's times
   `max_latency_ratio`.
 """
@@ -116,14 +117,14 @@ class GateTally:
     if self.examples < rule.min_examples:
       return None
     f = self.figures()
-    if f['agreement'] < rule.min_agreement:
-      return False, (f'agreement {f["agreement"]:.4f} < min_agreement '
-                     f'{rule.min_agreement}')
     if (f['shadow_error_rate'] >
         f['live_error_rate'] + rule.max_error_rate_increase):
       return False, (f'error rate {f["shadow_error_rate"]:.4f} > live\'s '
                      f'{f["live_error_rate"]:.4f} + '
                      f'{rule.max_error_rate_increase}')
+    if f['agreement'] < rule.min_agreement:
+      return False, (f'agreement {f["agreement"]:.4f} < min_agreement '
+                     f'{rule.min_agreement}')
     if f['shadow_p99_ms'] > f['live_p99_ms'] * rule.max_latency_ratio:
       return False, (f'p99 latency {f["shadow_p99_ms"]} ms > live\'s '
                      f'{f["live_p99_ms"]} ms x {rule.max_latency_ratio}')

@@ -123,7 +123,10 @@ class GateState:
     self._config = config
     self._clock = clock
     self._lock = threading.Lock()
-    self.live = _Version(live_handler, live_handler.load_model())
+    # Loaded at the first batch: this object is made inside
+    # common.process_cache.load_once, whose lock the model's load takes too.
+    self._live_handler = live_handler
+    self.live = None
     self.shadow = None
     self._tally = None
     self._seen = {live_handler.model_dir.rstrip('/')}
@@ -136,6 +139,9 @@ class GateState:
     returns (live results, shadow results or None, event records)."""
     events = []
     with self._lock:
+      if self.live is None:
+        self.live = _Version(self._live_handler,
+                             self._live_handler.load_model())
       if self._clock() >= self._next_poll:
         self._next_poll = self._clock() + self._config.poll_interval_s
         events += self._poll()
@@ -287,4 +293,4 @@ class GatedPredictStream(beam.PTransform):
       shadow_log = inferred[SHADOW] | 'Shadow log' >> beam.FlatMap(
           _shadow_log, self._log_model, self._input_fields)
       log = (log, shadow_log) | 'All log entries' >> beam.Flatten()
-    return dict(formatted, events=inferred[EVENTS])
+    return dict(formatted, log=log, events=inferred[EVENTS])
