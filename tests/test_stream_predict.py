@@ -192,3 +192,37 @@ def test_outcomes_name_every_message():
     payload = json.dumps(dead[0]).encode()
     assert outcomes.outcome_key(payload) in outcomes.message_keys(data)
   assert outcomes.outcome_key(b'{"event": "promoted"}') is None
+
+
+SUB = 'projects/p/subscriptions/s'
+TOPIC = 'projects/p/topics/'
+
+
+@pytest.mark.parametrize('extra, flag', [
+    ([], '--output_topic'),
+    (['--output_topic', TOPIC + 'o'], '--dead_letter_topic'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--watch_models', 'models/*'], '--watch_models'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--model_events_topic', TOPIC + 'e'], '--model_events_topic'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--max_batch_wait_ms', '0'], '--max_batch_wait_ms'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--key_attribute', 'id', '--attach_keys', 'content_hash'],
+     '--key_attribute'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--watch_models', 'models/*', '--model_events', 'out/events',
+      '--min_agreement', '2'], '--min_agreement'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--signature', 'nope'], '--signature'),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2(tiny_model_dir, capsys,
+                                                   extra, flag):
+  from pipelines import stream_predict
+  code = stream_predict.main(['--input_subscription', SUB, '--model_dir',
+                              str(tiny_model_dir), '--feature_map',
+                              'reviews=text'] + extra)
+  errors = [line for line in capsys.readouterr().err.splitlines()
+            if 'error:' in line]
+  assert code == 2 and len(errors) == 1 and f'error: {flag}:' in errors[0], (
+      errors)
