@@ -4,7 +4,6 @@ a good new version is promoted, a disagreeing, failing or broken one
 (missing signature, corrupt files, raising on inference) is rejected with a
 reason and serving continues with the live one; every key is predicted once
 by exactly one live version."""
-import json
 import shutil
 
 import apache_beam as beam

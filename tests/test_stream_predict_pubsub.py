@@ -12,30 +12,14 @@ import shutil
 import threading
 import time
 
-import pytest
 from google.cloud import pubsub_v1
 
 from pipelines import stream_predict
 from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
+from harness.pubsub import pull_until
 
 WAIT_S = 180
 _COUNTER = iter(range(1000))
-
-
-def _pull_until(subscriber, subscription, count, deadline):
-  got = []
-  while len(got) < count and time.monotonic() < deadline:
-    response = subscriber.pull(
-        subscription=subscription, max_messages=100, timeout=10)
-    if response.received_messages:
-      subscriber.acknowledge(
-          subscription=subscription,
-          ack_ids=[m.ack_id for m in response.received_messages])
-      got.extend(json.loads(m.message.data)
-                 for m in response.received_messages)
-    else:
-      time.sleep(0.5)
-  return got
 
 
 class Topics:
@@ -60,7 +44,7 @@ class Topics:
       f.result(timeout=30)
 
   def pull(self, name, count, deadline):
-    return _pull_until(self.subscriber, self.sub[name], count, deadline)
+    return pull_until(self.subscriber, self.sub[name], count, deadline)
 
 
 def _cancel(result):

@@ -27,6 +27,16 @@ class WriteJson(beam.PTransform):
             | 'WriteToPubSub' >> beam.io.WriteToPubSub(self._topic))
 
 
+def json_object(payload):
+  """A published payload's JSON object, or None (not JSON, not an object):
+  how a job's outcome_key reads what it published (pipelines/local_acks.py)."""
+  try:
+    record = orjson.loads(payload)
+  except orjson.JSONDecodeError:
+    return None
+  return record if isinstance(record, dict) else None
+
+
 def raw_key(raw):
   """The key under which a published dead letter's `raw` (a message's text,
   or the record parsed from it, made JSON-safe) is matched to the message

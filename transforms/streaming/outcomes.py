@@ -7,10 +7,9 @@ of its outcomes is published (pipelines/local_acks.py), so `message_keys`
 and `outcome_key` must agree: a message's keys are its raw text, its parsed
 record and, when it has a usable key, ('key', key).
 """
-import orjson
-
 from common.json_safe import json_safe
 from transforms.io import sources
+from transforms.io.pubsub import json_object
 from transforms.io.pubsub import raw_key
 from transforms.streaming.messages import MessageRules
 
@@ -42,11 +41,8 @@ class StreamOutcomes:
   def outcome_key(payload):
     """The key of a published prediction or dead letter; None for anything
     else (a model event, a prediction-log row)."""
-    try:
-      record = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-      return None
-    if not isinstance(record, dict):
+    record = json_object(payload)
+    if record is None:
       return None
     if 'predictions' in record and 'key' in record:
       return ('key', record['key'])
