@@ -18,6 +18,7 @@ under 2 s (the issue's target: sustained >= 0.8 x batch_predict's rate).
 
   python -m benchmarks.stream_predict [--messages 3000] [--rates 100,200,400]
       [--batch_messages 20000] [--model_dir data/models/sentiment/1]
+      [--job_flags '--max_batch_wait_ms 20']
 
 The last line printed is one JSON object with the figures. The latency
 during a model swap is not measured here yet.
@@ -26,14 +27,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from benchmarks import common
-from benchmarks.moderation import _service_cores
+from benchmarks import pubsub_service
 
 TARGET = 0.8
 P99_LIMIT_S = 2.0
@@ -56,47 +56,24 @@ def child_batch(n, model_dir):
           'predictions': figures['predictions']}
 
 
-def child_streaming(n, rate, model_dir):
+def child_streaming(n, rate, model_dir, job_flags=()):
   """The job against a fresh emulator; the feeder's figures."""
-  import pathlib
-  from google.cloud import pubsub_v1
-  from harness import pubsub as pubsub_harness
   from pipelines import stream_predict
-  log_dir = pathlib.Path(tempfile.mkdtemp(prefix='bench-sp-pubsub-',
-                                          dir=common.SCRATCH))
-  pipeline_cores, service_cores = _service_cores()
-  os.sched_setaffinity(0, service_cores)  # the emulator's JVM inherits it
-  with pubsub_harness.running_emulator(pubsub_harness.emulator_jar(),
-                                       shutil.which('java'), log_dir) as host:
-    os.sched_setaffinity(0, pipeline_cores)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    for name in TOPICS:
-      publisher.create_topic(name=publisher.topic_path(PROJECT, name))
-      subscriber.create_subscription(
-          name=subscriber.subscription_path(PROJECT, name + '-sub'),
-          topic=publisher.topic_path(PROJECT, name))
+  with pubsub_service.emulator_with_topics(PROJECT, TOPICS) as (
+      host, publisher, subscriber):
     result = stream_predict.run([
         '--input_subscription',
         subscriber.subscription_path(PROJECT, 'requests-sub'),
         '--output_topic', publisher.topic_path(PROJECT, 'predictions'),
         '--dead_letter_topic', publisher.topic_path(PROJECT, 'dead-letters'),
         '--model_dir', model_dir, '--feature_map', 'reviews=text',
-        '--passthrough_fields', 'sent_at'], wait=False)
-    feeder = subprocess.run(
-        [sys.executable, '-m', 'benchmarks.stream_predict', '--feed',
-         str(n), '--feed_rate', str(rate)],
-        capture_output=True, text=True, timeout=1800,
-        env=dict(os.environ, PUBSUB_EMULATOR_HOST=host),
-        preexec_fn=lambda: os.sched_setaffinity(0, service_cores))
-    threading.Thread(target=result.cancel, daemon=True).start()
-  shutil.rmtree(log_dir, ignore_errors=True)
-  if feeder.returncode:
-    err = feeder.stderr
-    start = err.find('Traceback')
-    raise RuntimeError('feeder failed:\n' +
-                       err[start if start >= 0 else -3000:][:3000])
-  return json.loads(feeder.stdout.strip().splitlines()[-1])
+        '--passthrough_fields', 'sent_at'] + list(job_flags), wait=False)
+    try:
+      return pubsub_service.run_feeder(
+          'benchmarks.stream_predict',
+          ['--feed', str(n), '--feed_rate', str(rate)], host, 1800)
+    finally:
+      threading.Thread(target=result.cancel, daemon=True).start()
 
 
 def _percentile(values, q):
@@ -177,6 +154,9 @@ def main(argv=None):
   parser.add_argument('--batch_messages', type=int, default=20000,
                       help='Reviews for the batch_predict run.')
   parser.add_argument('--model_dir', default=MODEL)
+  parser.add_argument('--job_flags', default='',
+                      help='More stream_predict flags, space-separated '
+                      '(e.g. "--max_batch_wait_ms 20 --dedup_window 0").')
   parser.add_argument('--child', choices=('batch', 'streaming'),
                       help=argparse.SUPPRESS)
   parser.add_argument('--rate', type=float, help=argparse.SUPPRESS)
@@ -193,7 +173,8 @@ def main(argv=None):
     return 0
   if args.child == 'streaming':
     print(json.dumps(child_streaming(args.messages, args.rate,
-                                     args.model_dir)), flush=True)
+                                     args.model_dir, args.job_flags.split())),
+          flush=True)
     os._exit(0)  # the cancelled streaming job may leave threads behind
   print(f'machine: {common.machine()}', flush=True)
   batch = common.run_child(
@@ -206,7 +187,7 @@ def main(argv=None):
     figures = common.run_child(
         ['-m', 'benchmarks.stream_predict', '--child', 'streaming',
          '--messages', str(args.messages), '--rate', str(rate),
-         '--model_dir', args.model_dir])
+         '--model_dir', args.model_dir, f'--job_flags={args.job_flags}'])
     figures['sustained'] = (figures['predicted'] == args.messages
                             and figures['p99_s'] is not None
                             and figures['p99_s'] < P99_LIMIT_S)
@@ -224,7 +205,8 @@ def main(argv=None):
   print(f'\nsustained {sustained:,.1f}/s = {ratio:.2f} x batch_predict '
         f'({batch["records_per_s"]:,.0f}/s); target >= {TARGET} x at p99 < '
         f'{P99_LIMIT_S} s', flush=True)
-  print(json.dumps({'batch_records_per_s': batch['records_per_s'],
+  print(json.dumps({'job_flags': args.job_flags,
+                    'batch_records_per_s': batch['records_per_s'],
                     'streaming': runs, 'sustained_per_s': sustained,
                     'ratio_to_batch': round(ratio, 3), 'target': TARGET}))
   return 0
