@@ -247,10 +247,11 @@ class Job:
 
   def acks(self):
     """Local runs acknowledge a message once its outcome is published, when
-    every outcome goes to a topic (pipelines/local_acks.py); with files or a
-    table among them, messages are acknowledged as they are read."""
+    both kinds of outcome go to topics (pipelines/local_acks.py); otherwise
+    (predictions or dead letters only in files or a table) as they are
+    read."""
     a = self.args
-    if not (a.output_topic and a.dead_letter_topic) or a.dead_letter:
+    if not (a.output_topic and a.dead_letter_topic):
       return None
     outcomes = StreamOutcomes(self.rules)
     return local_acks.AckOnOutcome(outcomes.message_keys,
