@@ -18,10 +18,15 @@ under 2 s (the issue's target: sustained >= 0.8 x batch_predict's rate).
 
   python -m benchmarks.stream_predict [--messages 5000] [--rates 200,800,1600,3200]
       [--batch_messages 20000] [--model_dir data/models/sentiment/1]
-      [--job_flags '--max_batch_wait_ms 20']
+      [--swap_rate 200] [--job_flags '--max_batch_wait_ms 20']
 
-The last line printed is one JSON object with the figures. The latency
-during a model swap is not measured here yet.
+A last run at --swap_rate watches a model store: half-way the feeder
+publishes version 2 (a copy of the model), which the job loads, shadows for
+--shadow_min_examples (1,000) messages and promotes; the figures are the
+p99 of the messages sent in the 10 s before the swap and the 10 s after
+(loading, then two models per batch), and the predictions per version.
+
+The last line printed is one JSON object with the figures.
 """
 import argparse
 import json
@@ -37,6 +42,7 @@ from benchmarks import pubsub_service
 
 TARGET = 0.8
 P99_LIMIT_S = 2.0
+SWAP_WINDOW_S = 10
 PROJECT = 'benchmark-project'
 TOPICS = ('requests', 'predictions', 'dead-letters')
 MODEL = 'data/models/sentiment/1'
@@ -56,11 +62,30 @@ def child_batch(n, model_dir):
           'predictions': figures['predictions']}
 
 
-def child_streaming(n, rate, model_dir, job_flags=()):
-  """The job against a fresh emulator; the feeder's figures."""
+def _versions(model_dir):
+  """A scratch model store holding `model_dir` as version 1; (its
+  pattern, version 1's folder)."""
+  store = tempfile.mkdtemp(prefix='bench-sp-models-', dir=common.SCRATCH)
+  shutil.copytree(model_dir, os.path.join(store, 'sentiment', '1'))
+  return (os.path.join(store, 'sentiment', '*'),
+          os.path.join(store, 'sentiment', '1'))
+
+
+def child_streaming(n, rate, model_dir, job_flags=(), swap=False):
+  """The job against a fresh emulator; the feeder's figures. With `swap`,
+  the job watches a model store and the feeder publishes version 2 (the
+  same model) half-way: shadow, gate, promotion, mid-stream."""
   from pipelines import stream_predict
-  with pubsub_service.emulator_with_topics(PROJECT, TOPICS) as (
+  topics = TOPICS + (('events',) if swap else ())
+  with pubsub_service.emulator_with_topics(PROJECT, topics) as (
       host, publisher, subscriber):
+    feeder_args = ['--feed', str(n), '--feed_rate', str(rate)]
+    if swap:
+      pattern, model_dir = _versions(model_dir)
+      job_flags = list(job_flags) + [
+          '--watch_models', pattern, '--watch_interval', '1',
+          '--model_events_topic', publisher.topic_path(PROJECT, 'events')]
+      feeder_args += ['--swap_in', os.path.dirname(model_dir)]
     result = stream_predict.run([
         '--input_subscription',
         subscriber.subscription_path(PROJECT, 'requests-sub'),
@@ -70,8 +95,7 @@ def child_streaming(n, rate, model_dir, job_flags=()):
         '--passthrough_fields', 'sent_at'] + list(job_flags), wait=False)
     try:
       return pubsub_service.run_feeder(
-          'benchmarks.stream_predict',
-          ['--feed', str(n), '--feed_rate', str(rate)], host, 1800)
+          'benchmarks.stream_predict', feeder_args, host, 1800)
     finally:
       threading.Thread(target=result.cancel, daemon=True).start()
 
@@ -81,18 +105,42 @@ def _percentile(values, q):
   return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def feed(n, rate):
+def _publish_version(store):
+  """Version 2 in `store`: a copy of version 1 moved into place whole."""
+  staging = os.path.join(store, '.2.partial')
+  shutil.copytree(os.path.join(store, '1'), staging)
+  os.rename(staging, os.path.join(store, '2'))
+
+
+def _swap_figures(sent_received, swap_at, versions):
+  """p99 latency of the messages sent in the SWAP_WINDOW_S before the
+  swap and in the SWAP_WINDOW_S after it (shadow: two models per batch)."""
+  before = [r - t for t, r in sent_received if swap_at - SWAP_WINDOW_S <= t
+            < swap_at]
+  after = [r - t for t, r in sent_received if swap_at <= t
+           < swap_at + SWAP_WINDOW_S]
+  return {'swap_window_s': SWAP_WINDOW_S,
+          'p99_before_swap_s': round(_percentile(before, 0.99), 3)
+                               if before else None,
+          'p99_after_swap_s': round(_percentile(after, 0.99), 3)
+                              if after else None,
+          'predictions_by_version': versions}
+
+
+def feed(n, rate, swap_in=None):
   """Publishes a warm-up message and waits for its prediction; then n
   reviews at `rate` a second, each stamped with its send time, and receives
   predictions and dead letters until all n are accounted for (or 120 s
-  pass with nothing new)."""
+  pass with nothing new). With `swap_in` (a model store), publishes
+  version 2 there half-way."""
   from google.cloud import pubsub_v1
   publisher = pubsub_v1.PublisherClient()
   subscriber = pubsub_v1.SubscriberClient()
   topic = publisher.topic_path(PROJECT, 'requests')
   demo = common.demo_records()
   lock, done = threading.Lock(), threading.Event()
-  got = {'latencies': [], 'dead': 0, 'last': time.time(), 'warm': False}
+  got = {'latencies': [], 'dead': 0, 'last': time.time(), 'warm': False,
+         'sent_received': [], 'versions': {}}
 
   def on_message(message, dead):
     message.ack()
@@ -106,7 +154,11 @@ def feed(n, rate):
       if dead:
         got['dead'] += 1
       else:
-        got['latencies'].append(now - float(record['sent_at']))
+        sent = float(record['sent_at'])
+        got['latencies'].append(now - sent)
+        got['sent_received'].append((sent, now))
+        version = record['model_version']
+        got['versions'][version] = got['versions'].get(version, 0) + 1
       if len(got['latencies']) + got['dead'] >= n:
         done.set()
 
@@ -114,13 +166,28 @@ def feed(n, rate):
       subscriber.subscription_path(PROJECT, name + '-sub'),
       lambda m, dead=(name == 'dead-letters'): on_message(m, dead))
            for name in TOPICS[1:]]
+  events = []
+
+  def on_event(message):
+    message.ack()
+    record = json.loads(message.data)
+    with lock:
+      events.append({k: record[k] for k in ('version', 'event', 'reason')})
+
+  if swap_in:
+    pulls.append(subscriber.subscribe(
+        subscriber.subscription_path(PROJECT, 'events-sub'), on_event))
   publisher.publish(topic, json.dumps({
       'key': 'warm-up', 'text': demo[0]['text'], 'sent_at': 0}).encode())
   deadline = time.time() + 300
   while not got['warm'] and time.time() < deadline:
     time.sleep(0.2)
   started = time.time()
+  swap_at = None
   for i in range(n):
+    if swap_in and i == n // 2:
+      swap_at = time.time()
+      _publish_version(swap_in)
     due = started + i / rate
     pause = due - time.time()
     if pause > 0:
@@ -136,7 +203,10 @@ def feed(n, rate):
   for pull in pulls:
     pull.cancel()
   lat = got['latencies']
-  return {'offered_per_s': rate, 'messages': n, 'predicted': len(lat),
+  swap = (dict(_swap_figures(got['sent_received'], swap_at,
+                             got['versions']), model_events=events)
+          if swap_at else {})
+  return {**swap, 'offered_per_s': rate, 'messages': n, 'predicted': len(lat),
           'dead_letters': got['dead'],
           'publish_s': round(published - started, 2),
           'delivered_per_s': round(len(lat) / (got['last'] - started), 1)
@@ -157,15 +227,21 @@ def main(argv=None):
   parser.add_argument('--job_flags', default='',
                       help='More stream_predict flags, space-separated '
                       '(e.g. "--max_batch_wait_ms 20 --dedup_window 0").')
+  parser.add_argument('--swap_rate', type=float, default=200,
+                      help='Offered rate of the run with a model swap '
+                      'half-way (0: no such run).')
   parser.add_argument('--child', choices=('batch', 'streaming'),
                       help=argparse.SUPPRESS)
   parser.add_argument('--rate', type=float, help=argparse.SUPPRESS)
   parser.add_argument('--feed', type=int, help=argparse.SUPPRESS)
   parser.add_argument('--feed_rate', type=float, help=argparse.SUPPRESS)
+  parser.add_argument('--swap_in', help=argparse.SUPPRESS)
+  parser.add_argument('--swap', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.feed:
-    print(json.dumps(feed(args.feed, args.feed_rate)), flush=True)
-    return 0
+    print(json.dumps(feed(args.feed, args.feed_rate, args.swap_in)),
+          flush=True)
+    os._exit(0)  # not gRPC's teardown of the cancelled streaming pulls
   os.makedirs(common.SCRATCH, exist_ok=True)
   if args.child == 'batch':
     print(json.dumps(child_batch(args.batch_messages, args.model_dir)),
@@ -173,7 +249,8 @@ def main(argv=None):
     return 0
   if args.child == 'streaming':
     print(json.dumps(child_streaming(args.messages, args.rate,
-                                     args.model_dir, args.job_flags.split())),
+                                     args.model_dir, args.job_flags.split(),
+                                     args.swap)),
           flush=True)
     os._exit(0)  # the cancelled streaming job may leave threads behind
   print(f'machine: {common.machine()}', flush=True)
@@ -195,6 +272,13 @@ def main(argv=None):
     print(f'offered {rate:,.0f}/s: {figures}', flush=True)
   sustained = max((r['delivered_per_s'] for r in runs if r['sustained']),
                   default=0.0)
+  swap = None
+  if args.swap_rate:
+    swap = common.run_child(
+        ['-m', 'benchmarks.stream_predict', '--child', 'streaming', '--swap',
+         '--messages', str(args.messages), '--rate', str(args.swap_rate),
+         '--model_dir', args.model_dir, f'--job_flags={args.job_flags}'])
+    print(f'model swap at {args.swap_rate:,.0f}/s: {swap}', flush=True)
   print(common.table(
       ['offered/s', 'messages', 'predicted', 'dead', 'delivered/s', 'p50 s',
        'p99 s', 'sustained'],
@@ -202,12 +286,18 @@ def main(argv=None):
         r['delivered_per_s'], r['p50_s'], r['p99_s'],
         'yes' if r['sustained'] else 'no'] for r in runs]))
   ratio = sustained / batch['records_per_s'] if batch['records_per_s'] else 0
+  if swap:
+    print(f'\nmodel swap half-way at {args.swap_rate:,.0f}/s: p99 '
+          f'{swap["p99_before_swap_s"]} s in the {SWAP_WINDOW_S} s before, '
+          f'{swap["p99_after_swap_s"]} s in the {SWAP_WINDOW_S} s after; '
+          f'predictions by version {swap["predictions_by_version"]}')
   print(f'\nsustained {sustained:,.1f}/s = {ratio:.2f} x batch_predict '
         f'({batch["records_per_s"]:,.0f}/s); target >= {TARGET} x at p99 < '
         f'{P99_LIMIT_S} s', flush=True)
   print(json.dumps({'job_flags': args.job_flags,
                     'batch_records_per_s': batch['records_per_s'],
-                    'streaming': runs, 'sustained_per_s': sustained,
+                    'streaming': runs, 'swap': swap,
+                    'sustained_per_s': sustained,
                     'ratio_to_batch': round(ratio, 3), 'target': TARGET}))
   return 0
 

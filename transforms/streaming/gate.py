@@ -2,7 +2,8 @@
 one, from the messages both predicted. Plain Python (no Beam, no
 TensorFlow), so each decision is tested on its own.
 
-A candidate is promoted once it has seen `min_examples` messages when all
+A candidate is promoted once it has seen `min_examples` messages (counted
+from its second batch: a model's first call traces its graph) when all
 of these hold, and rejected (with the first that fails) otherwise:
 - errors: its share of failed predictions is at most live's plus
   `max_error_rate_increase`;

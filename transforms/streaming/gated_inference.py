@@ -159,7 +159,12 @@ class GateState:
       shadow_results = [r._replace(inference=failure) for r in live_results]
     shadow_s = time.perf_counter() - started
     with self._lock:
-      if self.shadow is shadow:
+      if self.shadow is shadow and self._tally is None:
+        # A model's first call traces its graph (tens of times a warm
+        # call): the gate starts counting from the shadow's second batch.
+        self._tally = GateTally(self._config.rule,
+                                self._config.rule.decision_output)
+      elif self.shadow is shadow:
         self._tally.add([r.inference for r in live_results],
                         [r.inference for r in shadow_results], live_s,
                         shadow_s)
@@ -190,8 +195,7 @@ class GateState:
                                 model_event.REJECTED, _first_line(e)))
       return events
     self.shadow = candidate
-    self._tally = GateTally(self._config.rule,
-                            self._config.rule.decision_output)
+    self._tally = None  # from its second batch: see step()
     events.append(self._event(candidate.name, model_event.SHADOW,
                               f'loaded from {folder}'))
     return events
