@@ -226,3 +226,29 @@ def test_a_bad_command_line_is_one_line_and_exit_2(tiny_model_dir, capsys,
             if 'error:' in line]
   assert code == 2 and len(errors) == 1 and f'error: {flag}:' in errors[0], (
       errors)
+
+
+def test_windowed_files_hold_every_record_even_with_old_event_times(tmp_path):
+  from transforms.io.sinks import WriteWindowedJsonLines
+  # Event times a day behind the watermark: windows by write time keep them.
+  stream = (TestStream()
+            .advance_watermark_to(T0 + 86400)
+            .add_elements([beam.window.TimestampedValue({'key': f'k{i}'}, T0)
+                           for i in range(5)])
+            .advance_watermark_to_infinity())
+  p = streaming_pipeline()
+  _ = p | stream | WriteWindowedJsonLines(str(tmp_path / 'out'), 60)
+  p.run().wait_until_finish()
+  lines = [json.loads(line) for f in tmp_path.glob('out-*.jsonl')
+           for line in f.read_text().splitlines()]
+  assert sorted(r['key'] for r in lines) == [f'k{i}' for i in range(5)]
+
+
+def test_a_prediction_log_row_names_its_role_only_when_given():
+  from common.records.prediction_log import log_row
+  live = log_row('m', 'm/1', 'k', {}, {}, T0)
+  assert 'role' not in live
+  assert log_row('m', 'm/2', 'k', {}, {}, T0, role='shadow')['role'] == (
+      'shadow')
+  with pytest.raises(ValueError):
+    log_row('m', 'm/2', 'k', {}, {}, T0, role='canary')
