@@ -178,6 +178,23 @@ def _export_scaled(export_dir, weight):
                       signatures={'serving_default': module.serve})
 
 
+def _export_without_serving_default(export_dir):
+  """The tiny model's kind of signature, exported under another name only."""
+  import tensorflow as tf
+
+  class Renamed(tf.Module):
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name='reviews')])
+    def serve(self, reviews):
+      p = tf.zeros([tf.size(reviews), 1])
+      return {P: p, 'positive_review_logits': p}
+
+  module = Renamed()
+  tf.saved_model.save(module, str(export_dir),
+                      signatures={'predict_v2': module.serve})
+
+
 def _corrupt(export_dir, root):
   shutil.copytree(root / 'good' / 'tiny' / '1', export_dir)
   data = next((export_dir / 'variables').glob('variables.data-*'))
@@ -189,6 +206,9 @@ def _corrupt(export_dir, root):
     ('other_outputs', lambda d, root: tiny_models.export_poison_model(d),
      'signature \'serving_default\' does not match'),
     ('corrupt', _corrupt, 'truncated or damaged'),
+    ('missing_signature',
+     lambda d, root: _export_without_serving_default(d),
+     "has no signature 'serving_default'"),
     ('no_signature', lambda d, root: tiny_models.export_plain_model(d),
      'does not match'),
 ])
