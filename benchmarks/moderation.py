@@ -48,6 +48,7 @@ import tempfile
 import time
 
 from benchmarks import common
+from benchmarks import pubsub_service
 
 TARGET = 0.8
 PROJECT = 'benchmark-project'
@@ -98,44 +99,15 @@ def child_replay(path):
   return {'elapsed_s': elapsed}
 
 
-def _service_cores():
-  """(cores for the pipeline, cores for the emulator and the feeder): the
-  last usable core stands in for the Pub/Sub service, as far as the
-  machine allows (one core: everything shares it)."""
-  cores = sorted(os.sched_getaffinity(0))
-  if len(cores) < 2:
-    return set(cores), set(cores)
-  return set(cores[:-1]), {cores[-1]}
-
-
 def child_streaming(path, rate):
   """The streaming pipeline on the DirectRunner, reading the Pub/Sub emulator
-  (gcloud SDK jar + java, started here as the tests start it); a separate
-  process publishes the comments and pulls the decisions back, so that its
-  client work does not share this process's interpreter with the
-  pipeline. The emulator and the feeder stand for the Pub/Sub service and
-  its clients, so they run on a core of their own (`_service_cores`):
-  sharing the pipeline's core, 20k comments offered at 1,200/s had 6,845
-  late instead of 3,195."""
-  import pathlib
-  import subprocess
+  (benchmarks.pubsub_service); a separate process publishes the comments
+  and pulls the decisions back, so that its client work does not share this
+  process's interpreter with the pipeline."""
   import threading
-  from google.cloud import pubsub_v1
   from pipelines import moderate
-  from harness import pubsub as pubsub_harness
-  log_dir = pathlib.Path(tempfile.mkdtemp(prefix='bench-pubsub-',
-                                          dir=common.SCRATCH))
-  pipeline_cores, service_cores = _service_cores()
-  os.sched_setaffinity(0, service_cores)  # the emulator's JVM inherits it
-  with pubsub_harness.running_emulator(pubsub_harness.emulator_jar(),
-                                       shutil.which('java'), log_dir) as host:
-    os.sched_setaffinity(0, pipeline_cores)
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    for name in STREAM_TOPICS:
-      publisher.create_topic(name=publisher.topic_path(PROJECT, name))
-      subscriber.create_subscription(
-          name=subscriber.subscription_path(PROJECT, name + '-sub'),
-          topic=publisher.topic_path(PROJECT, name))
+  with pubsub_service.emulator_with_topics(PROJECT, STREAM_TOPICS) as (
+      host, publisher, subscriber):
     result = moderate.run([
         '--input_subscription',
         subscriber.subscription_path(PROJECT, 'comments-sub'),
@@ -144,21 +116,12 @@ def child_streaming(path, rate):
         '--allowed_lateness', str(STREAM_LATENESS_S),
         '--decision_interval', str(STREAM_INTERVAL_S)], wait=False)
     time.sleep(5)  # let the DirectRunner start pulling
-    feeder = subprocess.run(
-        [sys.executable, '-m', 'benchmarks.moderation',
-         '--feed_path', path, '--feed_rate', str(rate)],
-        capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, PUBSUB_EMULATOR_HOST=host),
-        preexec_fn=lambda: os.sched_setaffinity(0, service_cores))
-    threading.Thread(target=result.cancel, daemon=True).start()
-  shutil.rmtree(log_dir, ignore_errors=True)
-  if feeder.returncode:
-    # From the traceback on (gRPC logs noise at exit, after it).
-    err = feeder.stderr
-    start = err.find('Traceback')
-    raise RuntimeError('feeder failed:\n' +
-                       err[start if start >= 0 else -3000:][:3000])
-  return json.loads(feeder.stdout.strip().splitlines()[-1])
+    try:
+      return pubsub_service.run_feeder(
+          'benchmarks.moderation',
+          ['--feed_path', path, '--feed_rate', str(rate)], host, 900)
+    finally:
+      threading.Thread(target=result.cancel, daemon=True).start()
 
 
 def feed(path, rate):

@@ -20,8 +20,8 @@ from benchmarks import common
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECTIONS = os.path.join(HERE, 'results')
 # One script per workload, in the order they run and appear.
-SCRIPTS = ('batch_inference', 'two_phase', 'moderation', 'entity_linking',
-           'evaluation', 'serving_latency')
+SCRIPTS = ('batch_inference', 'two_phase', 'moderation', 'stream_predict',
+           'entity_linking', 'evaluation', 'serving_latency')
 
 
 def run_script(name):

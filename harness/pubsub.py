@@ -10,6 +10,7 @@ DirectRunner honour) and always stopped by its own pid.
 import contextlib
 import dataclasses
 import glob
+import json
 import os
 import shutil
 import signal
@@ -106,3 +107,22 @@ def pubsub_emulator(tmp_path_factory):
   with standins.shared('pubsub', lambda: running_emulator(
       jar, java, tmp_path_factory.mktemp('pubsub'))) as host:
     yield host
+
+
+def pull_until(subscriber, subscription, count, deadline):
+  """Pulls (and acknowledges) JSON messages from `subscription` until
+  `count` came or time.monotonic() passes `deadline`; returns them decoded.
+  How the streaming tests read a job's outputs back."""
+  got = []
+  while len(got) < count and time.monotonic() < deadline:
+    response = subscriber.pull(
+        subscription=subscription, max_messages=100, timeout=10)
+    if response.received_messages:
+      subscriber.acknowledge(
+          subscription=subscription,
+          ack_ids=[m.ack_id for m in response.received_messages])
+      got.extend(json.loads(m.message.data)
+                 for m in response.received_messages)
+    else:
+      time.sleep(0.5)
+  return got

@@ -20,8 +20,10 @@ by a job that has forgotten its state (a duplicate, perhaps a different
 decision), which the output's consumers deduplicate by id.
 
 `AckOnOutcome(message_keys, outcome_key)` is how a job names them:
-`message_keys(data)` the keys under which a message's outcome may come back,
-`outcome_key(payload)` the key of a published record (None: not an outcome).
+`message_keys(data)` the keys under which a message's outcome may come back
+(with `attributes=True`, `message_keys(data, attributes)`: a job keyed by
+an attribute), `outcome_key(payload)` the key of a published record (None:
+not an outcome).
 
 Leases are LEASE_S long, renewed every RENEW_EVERY_S: after a kill Pub/Sub
 delivers the held messages again within LEASE_S (a longer lease would delay
@@ -49,6 +51,12 @@ _LOG = logging.getLogger(__name__)
 class AckOnOutcome:
   message_keys: typing.Callable   # bytes -> iterable of hashable keys
   outcome_key: typing.Callable    # bytes -> a key or None
+  attributes: bool = False        # message_keys also takes the attributes
+
+  def keys_of(self, message):
+    if self.attributes:
+      return self.message_keys(message.data, dict(message.attributes))
+    return self.message_keys(message.data)
 
 
 class _Held:
@@ -79,7 +87,7 @@ class AckLedger:
     now = self._clock()
     with self._lock:
       for r in received:
-        keys = tuple(self._outcomes.message_keys(r.message.data))
+        keys = tuple(self._outcomes.keys_of(r.message))
         self._held[r.ack_id] = _Held(client, subscription, keys, now)
         for key in keys:
           self._by_key[key].add(r.ack_id)

@@ -39,6 +39,8 @@ TEMPLATES = (
     Template('moderate', 'Streaming comment moderation', streaming=True),
     Template('evaluate', 'Continuous evaluation of a prediction log'),
     Template('two_phase', 'Two-phase (cascade) predictions'),
+    Template('stream_predict', 'Streaming keyed predictions over Pub/Sub, '
+             'with gated model refresh', streaming=True),
 )
 
 

@@ -88,6 +88,48 @@ def test_moderate_streams_over_pubsub_on_dataflow(build_dataflow_job):
   assert IMAGE.format('moderate') in ''.join(built.container_images)
 
 
+def test_stream_predict_streams_over_pubsub_on_dataflow(
+    build_dataflow_job, tiny_model_dir):
+  from pipelines import stream_predict
+  topics = 'projects/test-project/topics/'
+  versions = str(tiny_model_dir).rsplit('/', 1)[0] + '/*'
+  built = build_dataflow_job(stream_predict.run, [
+      '--input_subscription', 'projects/test-project/subscriptions/requests',
+      '--model_dir', tiny_model_dir, '--feature_map', 'reviews=text',
+      '--key_attribute', 'request_id',
+      '--output_topic', topics + 'predictions',
+      '--output_table', 'test-project:serving.predictions',
+      '--dead_letter_topic', topics + 'prediction-dead-letters',
+      '--prediction_log', 'gs://test-bucket/log/predictions',
+      '--watch_models', versions,
+      '--model_events_topic', topics + 'model-events',
+      '--sdk_container_image', IMAGE.format('stream_predict')])
+  assert built.job.type_.name == 'JOB_TYPE_STREAMING'
+  assert {'ReadPubSub/Read', 'Parse messages', 'Drop repeated keys',
+          'Predict/Batch', 'Predict/Gated inference', 'Predict/Format',
+          'Publish predictions', 'Write predictions table',
+          'Publish dead letters', 'Write prediction log',
+          'Publish model events'} <= built.transform_names
+  # Windowed files: Beam's windowed text sink, never the batch sink's
+  # stale-shard clean-up (a streaming job has no "end" to clean after).
+  assert not any('Remove stale shards' in n for n in built.transform_names)
+  assert IMAGE.format('stream_predict') in ''.join(built.container_images)
+
+
+def test_stream_predict_without_watching_runs_beams_runinference(
+    build_dataflow_job, tiny_model_dir):
+  from pipelines import stream_predict
+  topics = 'projects/test-project/topics/'
+  built = build_dataflow_job(stream_predict.run, [
+      '--input_topic', topics + 'requests',
+      '--model_dir', tiny_model_dir, '--feature_map', 'reviews=text',
+      '--output_topic', topics + 'predictions',
+      '--dead_letter_topic', topics + 'prediction-dead-letters',
+      '--dedup_window', '0'])
+  assert 'Predict/RunInference' in built.transform_names
+  assert 'Drop repeated keys' not in built.transform_names
+
+
 def test_evaluate_job_builds(build_dataflow_job, tmp_path):
   from pipelines import evaluate
   predictions = tmp_path / 'predictions.jsonl'

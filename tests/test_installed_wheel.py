@@ -82,6 +82,9 @@ JOBS = {
         '--phase2_model_dir {model} --forward uncertain:0.2,0.8 '
         '--output {out}/two_phase/decisions',
         {'{out}/two_phase/*': 5}),
+    # A streaming job needs Pub/Sub (tests/test_stream_predict_pubsub.py runs
+    # it against the emulator): here its command starts from the wheel.
+    'stream_predict': Command('rs-stream-predict --help', {}),
     'schedule': Command(
         'python -m templates.schedule '
         '{site}/templates/schedules/nightly_batch_predict.json '

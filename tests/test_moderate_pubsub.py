@@ -12,25 +12,10 @@ from google.cloud import pubsub_v1
 
 from pipelines import moderate
 from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
+from harness.pubsub import pull_until
 
 PROJECT = 'moderation-test'
 WAIT_S = 180
-
-
-def _pull_until(subscriber, subscription, count, deadline):
-  got = []
-  while len(got) < count and time.monotonic() < deadline:
-    response = subscriber.pull(
-        subscription=subscription, max_messages=100, timeout=10)
-    if response.received_messages:
-      subscriber.acknowledge(
-          subscription=subscription,
-          ack_ids=[m.ack_id for m in response.received_messages])
-      got.extend(json.loads(m.message.data)
-                 for m in response.received_messages)
-    else:
-      time.sleep(0.5)
-  return got
 
 
 def test_streaming_pipeline_decides_every_published_comment(pubsub_emulator):
@@ -73,9 +58,9 @@ def test_streaming_pipeline_decides_every_published_comment(pubsub_emulator):
       f.result(timeout=30)
 
     deadline = time.monotonic() + WAIT_S
-    decisions = _pull_until(subscriber, names['decisions'][1],
+    decisions = pull_until(subscriber, names['decisions'][1],
                             len(comments) + 1, deadline)
-    dead = _pull_until(subscriber, names['dead-letters'][1], 1, deadline)
+    dead = pull_until(subscriber, names['dead-letters'][1], 1, deadline)
   finally:
     # cancel() can block while a Pub/Sub pull is in flight: bound it.
     canceller = threading.Thread(target=result.cancel, daemon=True)

@@ -9,6 +9,12 @@ Row columns (the book's continuous-evaluation table, plus the client key):
   raw_data        JSON string {"instances": [instance]}
   raw_prediction  JSON string {"predictions": [prediction]}
   groundtruth     null (filled in later, when the label is known)
+  role            optional: 'shadow' for a candidate version's prediction
+                  (pipelines.stream_predict's gate), which no client saw;
+                  absent (or 'live') for the predictions that were served
+
+Evaluation slices by model_version, so a shadow version's rows are measured
+beside the live one's, never mixed into it.
 
 Sampling is by a hash of the key rather than by a random draw, so a rerun (or
 the batch and online paths) log the same keys, and ground truth joined later
@@ -38,7 +44,12 @@ SHAPE = Shape('prediction_log', (
           description='JSON {"predictions": [...]}'),
     Field('groundtruth', 'json',
           description='JSON {"predictions": [...]}, filled in later'),
+    Field('role', 'string',
+          description='live (or absent): served; shadow: a candidate\'s'),
 ), partition=PARTITION)
+LIVE = 'live'
+SHADOW = 'shadow'
+ROLES = (LIVE, SHADOW)
 
 _TWO_TO_64 = float(2**64)
 
@@ -89,13 +100,15 @@ def _compact_json(value):
     return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
 
 
-def log_row(model, model_version, key, instance, prediction, time):
+def log_row(model, model_version, key, instance, prediction, time,
+            role=None):
   """Returns one continuous-evaluation row (a JSON-serialisable dict).
 
   `instance` is the instance as the client sent it and `prediction` what it
-  got back; both must be JSON-serialisable.
+  got back; both must be JSON-serialisable. `role` (ROLES) is written only
+  when given, so the rows of jobs without a shadow are unchanged.
   """
-  return {
+  row = {
       'model': model,
       'model_version': model_version,
       'time': format_time(time),
@@ -104,3 +117,8 @@ def log_row(model, model_version, key, instance, prediction, time):
       'raw_prediction': _compact_json({'predictions': [prediction]}),
       'groundtruth': None,
   }
+  if role is not None:
+    if role not in ROLES:
+      raise ValueError(f'role must be one of {ROLES}, got {role!r}')
+    row['role'] = role
+  return row

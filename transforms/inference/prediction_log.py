@@ -5,7 +5,8 @@ pipeline has after inference:
   (key, {"instance": {feature: value}  # what was sent to the model
          "prediction": {output: value},
          "model": str, "model_version": str,
-         "time": ISO-8601 UTC str})
+         "time": ISO-8601 UTC str,
+         "role": "shadow" (optional: a candidate version's prediction)})
 Keys outside the deterministic `sample_rate` sample are dropped; the others
 become rows of the book's prediction-log table
 (common/records/prediction_log.py), written as JSON lines under `prefix`.
@@ -35,7 +36,8 @@ class _ToLogRows(beam.DoFn):
   def process(self, chunk):
     rows = [log_row(entry['model'], entry['model_version'], key,
                     json_safe(entry['instance']),
-                    json_safe(entry['prediction']), entry['time'])
+                    json_safe(entry['prediction']), entry['time'],
+                    entry.get('role'))
             for key, entry in chunk if sampled(key, self._rate)]
     self._skipped.inc(len(chunk) - len(rows))
     if rows:

@@ -11,6 +11,7 @@ A batch that fails is bisected until the failing element is isolated: the good
 elements of that batch still get predictions and only the bad one carries an
 `InferenceFailure`, which the output stage routes to the dead letter.
 """
+import copy
 import typing
 
 from apache_beam.ml.inference.base import ModelHandler
@@ -80,6 +81,23 @@ class SignatureModelHandler(ModelHandler):
     self._fields = [(name, feature_map.get(name, name)) for name in input_names]
     self._model_version = model_version or model_dir
     self._fingerprint = fingerprint
+
+  @property
+  def model_dir(self):
+    return self._model_dir
+
+  @property
+  def model_version(self):
+    return self._model_version
+
+  def for_version(self, model_dir, model_version, fingerprint):
+    """The same handler (signature, fields, batching) for another version
+    of the model: what a streaming job's gate loads beside the live one."""
+    other = copy.copy(self)
+    other._model_dir = model_dir
+    other._model_version = model_version
+    other._fingerprint = fingerprint
+    return other
 
   def load_model(self):
     from models.runtime import predictor

@@ -11,10 +11,12 @@ these transforms (and its tables through transforms.io.bigquery, its topics
 through transforms.io.pubsub).
 """
 import json
+import time
 
 import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import TimestampedValue
 
 from transforms.io.stale_shards import RemoveStaleShards
 
@@ -134,6 +136,40 @@ class WriteJsonLineChunks(beam.PTransform):
                                                     self._num_shards)
 
 
+def _stamped_now(element):
+  return TimestampedValue(element, time.time())
+
+
+class WriteWindowedJsonLines(beam.PTransform):
+  """Streaming: dict records (or, with `chunks`, chunks of them) -> one set
+  of JSON-lines files per `window_s` seconds under `prefix`
+  (`PREFIX-<window start>-<window end>-SSSSS-of-NNNNN.jsonl`, Beam's
+  windowed names).
+
+  Windows are by the time a record is written, not its event time: a file
+  window closes when the watermark passes its end, and a record stamped
+  with an event time already behind the watermark would be dropped as late
+  (a record from a client's clock hours behind, a replayed backlog).
+  """
+
+  def __init__(self, prefix, window_s, num_shards=1, chunks=False):
+    super().__init__()
+    if window_s <= 0:
+      raise ValueError(f'window_s must be positive, got {window_s}')
+    self._prefix, self._window_s = prefix, window_s
+    self._num_shards, self._chunks = num_shards, chunks
+
+  def expand(self, records):
+    lines = records | 'To JSON' >> beam.Map(
+        _json_lines if self._chunks else to_json)
+    return (lines
+            | 'Stamp write time' >> beam.Map(_stamped_now)
+            | 'Write windows' >> beam.io.WriteToText(
+                self._prefix, file_name_suffix='.jsonl',
+                num_shards=self._num_shards,
+                triggering_frequency=self._window_s))
+
+
 class _CountDeadLetters(beam.DoFn):
 
   def __init__(self):
@@ -145,13 +181,17 @@ class _CountDeadLetters(beam.DoFn):
 
 
 class WriteDeadLetters(beam.PTransform):
-  """Writes the flattened dead letters of every stage as JSONL under `prefix`."""
+  """Writes the flattened dead letters of every stage as JSONL under
+  `prefix`; with `window_s` (streaming) one set of files per window
+  (WriteWindowedJsonLines)."""
 
-  def __init__(self, prefix):
+  def __init__(self, prefix, window_s=None):
     super().__init__()
-    self._prefix = prefix
+    self._prefix, self._window_s = prefix, window_s
 
   def expand(self, dead_letters):
-    return (dead_letters
-            | 'Count' >> beam.ParDo(_CountDeadLetters())
-            | 'Write' >> WriteJsonLines(self._prefix))
+    counted = dead_letters | 'Count' >> beam.ParDo(_CountDeadLetters())
+    if self._window_s:
+      return counted | 'Write' >> WriteWindowedJsonLines(self._prefix,
+                                                         self._window_s)
+    return counted | 'Write' >> WriteJsonLines(self._prefix)

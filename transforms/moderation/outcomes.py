@@ -9,16 +9,10 @@ comment_id as the parser normalises it.
 """
 import json
 
-import orjson
-
 from common.records import dead_letter
+from transforms.io.pubsub import json_object
+from transforms.io.pubsub import raw_key as _raw_key
 from transforms.moderation import comments
-
-
-def _raw_key(raw):
-  if isinstance(raw, str):
-    return ('raw', raw)
-  return ('raw', orjson.dumps(raw, option=orjson.OPT_SORT_KEYS))
 
 
 def message_keys(data):
@@ -42,11 +36,8 @@ def message_keys(data):
 def outcome_key(payload):
   """The key of a published decision or dead letter; None for anything
   else."""
-  try:
-    record = orjson.loads(payload)
-  except orjson.JSONDecodeError:
-    return None
-  if not isinstance(record, dict):
+  record = json_object(payload)
+  if record is None:
     return None
   if 'decision' in record and 'comment_id' in record:
     return ('id', record['comment_id'])
