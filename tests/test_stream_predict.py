@@ -56,7 +56,7 @@ def handler_for(model_dir, batch_size=4, wait_s=0.05):
 
 BAD = [
     (b'not json', 'unparseable'),
-    (b'\xff\xfe{"key": "x"}', 'unparseable'),
+    (b'\xff\xfe{"key": "x"}', 'invalid_text'),
     (json.dumps({'text': 'no key'}).encode(), 'missing_key'),
     (json.dumps({'key': 'w', 'text': 5}).encode(), 'wrong_type'),
     (json.dumps({'key': 'e', 'text': '  '}).encode(), 'empty_text'),
@@ -90,10 +90,9 @@ def test_messages_reconcile_with_the_batch_jobs_reasons(tiny_model_dir):
                         for i in range(6)]), label='predictions')
   assert_that(dead | beam.Map(lambda d: d['reason']),
               equal_to([reason for _, reason in BAD]), label='reasons')
-  # Bytes that are not UTF-8 are kept, as base64.
-  assert_that(dead | beam.Filter(lambda d: isinstance(d['raw'], dict)
-                                 and 'base64' in d['raw'])
-              | beam.Map(lambda d: base64.b64decode(d['raw']['base64'])),
+  # Bytes that are not UTF-8 are kept, as base64, flagged.
+  assert_that(dead | beam.Filter(lambda d: d.get('raw_encoding') == 'base64')
+              | beam.Map(lambda d: base64.b64decode(d['raw'])),
               equal_to([BAD[1][0]]), label='raw bytes')
   p.run().wait_until_finish()
 

@@ -88,13 +88,15 @@ def test_every_message_is_one_prediction_or_one_dead_letter(pubsub_emulator,
   assert all(0 <= p['predictions']['positive_review_probability'] <= 1
              for p in predictions)
   assert sorted(d['reason'] for d in dead) == sorted(
-      ['unparseable', 'unparseable', 'missing_key', 'wrong_type',
+      ['unparseable', 'invalid_text', 'missing_key', 'wrong_type',
        'duplicate_key'])
   # inputs = predictions + dead letters
   assert len(good) + len(bad) + len(repeat) == len(predictions) + len(dead)
-  raw = [d['raw'] for d in dead if d['reason'] == 'unparseable']
-  assert 'not json' in raw
-  assert {'base64': '//4gbm90IHV0Zi04'} in raw  # the bytes, kept
+  assert [d['raw'] for d in dead if d['reason'] == 'unparseable'] == [
+      'not json']
+  # The bytes that are not UTF-8, kept.
+  assert [(d['raw'], d.get('raw_encoding')) for d in dead
+          if d['reason'] == 'invalid_text'] == [('//4gbm90IHV0Zi04', 'base64')]
 
 
 def _copy_version(source, versions, name):

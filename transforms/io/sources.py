@@ -78,10 +78,17 @@ def _loads(line):
   """orjson (several times faster) for the common case; the standard library
   for what orjson refuses but Python's JSON accepts (NaN, huge integers, a
   byte order mark, lone surrogates), so the choice of parser never changes
-  which lines are dead letters. Returns (value, whether orjson refused)."""
+  which lines are dead letters. Returns (value, whether orjson refused).
+
+  Bytes are decoded as UTF-8 (a leading byte order mark dropped) before the
+  standard library sees them: given bytes, it would guess UTF-16 or UTF-32
+  from the first bytes, and a line that is not UTF-8 would be read as
+  another encoding or called unparseable instead of `invalid_text`."""
   try:
     return orjson.loads(line), False
   except orjson.JSONDecodeError:
+    if isinstance(line, (bytes, bytearray, memoryview)):
+      line = bytes(line).decode('utf-8-sig')
     return json.loads(line), True
 
 

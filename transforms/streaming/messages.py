@@ -4,8 +4,8 @@ A streaming message goes through the batch job's rules, applied one message
 at a time: JSON parsing (transforms.io.sources.parse_json_line), the key
 rule (transforms.keyed.keys.KeyRule) and the feature rule
 (common.feature_rule), with the same stages, reasons and dead-letter record;
-a message whose bytes are not UTF-8 is dead-lettered with its bytes kept
-(common.json_safe: base64). Two things only a stream has: the key may be a
+a message whose bytes are not UTF-8 is an `invalid_text` dead letter with
+its bytes kept (common/records/dead_letter.py: base64, flagged). Two things only a stream has: the key may be a
 Pub/Sub attribute (`key_attribute`), and the element's event time comes from
 a record field (`timestamp_field`) or stays the publish time Beam gave it.
 """
@@ -83,7 +83,7 @@ class _ParseMessage(beam.DoFn):
     data, attributes = payload_of(message)
     record, problem = sources.parse_json_line(data)
     if problem:
-      yield reject(None, sources.STAGE, 'unparseable', data, problem)
+      yield reject(None, sources.STAGE, problem[0], data, problem[1])
       return
     rules = self._rules
     key, problem = rules.key_of(record, attributes)

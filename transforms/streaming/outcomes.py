@@ -7,7 +7,7 @@ of its outcomes is published (pipelines/local_acks.py), so `message_keys`
 and `outcome_key` must agree: a message's keys are its raw text, its parsed
 record and, when it has a usable key, ('key', key).
 """
-from common.json_safe import json_safe
+from common.records.dead_letter import as_raw
 from transforms.io import sources
 from transforms.io.pubsub import json_object
 from transforms.io.pubsub import raw_key
@@ -27,11 +27,11 @@ class StreamOutcomes:
   def message_keys(self, data, attributes=None):
     """The keys a message's outcome can come back under."""
     data = bytes(data)
-    out = [raw_key(json_safe(data))]
+    out = [raw_key(as_raw(data)[0])]
     record, problem = sources.parse_json_line(data)
     if problem:
       return out
-    out.append(raw_key(json_safe(record)))
+    out.append(raw_key(as_raw(record)[0]))
     key, problem = self._rules.key_of(record, attributes)
     if key is not None:
       out.append(('key', key))
