@@ -18,6 +18,7 @@ import subprocess
 import time
 
 import pytest
+from google.cloud import pubsub_v1
 
 from harness import standins
 
@@ -126,3 +127,31 @@ def pull_until(subscriber, subscription, count, deadline):
     else:
       time.sleep(0.5)
   return got
+
+
+_PROJECTS = iter(range(1_000_000))
+
+
+class Topics:
+  """Topics with a subscription each, in a project of the test's own."""
+
+  def __init__(self, *names, prefix='rs-test'):
+    self.project = f'{prefix}-{next(_PROJECTS)}'
+    self.publisher = pubsub_v1.PublisherClient()
+    self.subscriber = pubsub_v1.SubscriberClient()
+    self.topic, self.sub = {}, {}
+    for name in names:
+      topic = self.publisher.topic_path(self.project, name)
+      self.publisher.create_topic(name=topic)
+      sub = self.subscriber.subscription_path(self.project, name + '-sub')
+      self.subscriber.create_subscription(name=sub, topic=topic)
+      self.topic[name], self.sub[name] = topic, sub
+
+  def publish(self, name, payloads, **attributes):
+    futures = [self.publisher.publish(self.topic[name], data, **attributes)
+               for data in payloads]
+    for f in futures:
+      f.result(timeout=30)
+
+  def pull(self, name, count, deadline):
+    return pull_until(self.subscriber, self.sub[name], count, deadline)

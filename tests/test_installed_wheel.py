@@ -25,11 +25,14 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import time
 
 import httpx
 import pytest
 
 from common.records.prediction_log import log_row
+from harness.pubsub import Topics
+from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
 from harness.server_process import serving_process
 from tests.tiny_two_phase import tiny_phase1  # noqa: F401
 
@@ -82,8 +85,8 @@ JOBS = {
         '--phase2_model_dir {model} --forward uncertain:0.2,0.8 '
         '--output {out}/two_phase/decisions',
         {'{out}/two_phase/*': 5}),
-    # A streaming job needs Pub/Sub (tests/test_stream_predict_pubsub.py runs
-    # it against the emulator): here its command starts from the wheel.
+    # A streaming job needs Pub/Sub: its run from the wheel, against the
+    # emulator, is test_rs_stream_predict_answers_pubsub_from_the_wheel.
     'stream_predict': Command('rs-stream-predict --help', {}),
     'schedule': Command(
         'python -m templates.schedule '
@@ -278,3 +281,31 @@ def test_python_m_serving_serves_from_the_installed_wheel(installed):
         'instances': [{'reviews': text} for _, text in REVIEWS]})
   assert response.status_code == 200, response.text
   assert len(response.json()['predictions']) == len(REVIEWS)
+
+
+def test_rs_stream_predict_answers_pubsub_from_the_wheel(installed,
+                                                          pubsub_emulator):  # noqa: F811
+  topics = Topics('requests', 'predictions', 'dead-letters', prefix='wheel')
+  job = subprocess.Popen(
+      ['rs-stream-predict', '--input_subscription', topics.sub['requests'],
+       '--output_topic', topics.topic['predictions'],
+       '--dead_letter_topic', topics.topic['dead-letters'],
+       '--model_dir', installed.paths['model'], '--feature_map',
+       'reviews=text', '--batch_size', '4', '--max_batch_wait_ms', '200'],
+      cwd=installed.paths['out'],
+      env=dict(installed.env, PUBSUB_EMULATOR_HOST=pubsub_emulator),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    topics.publish('requests', [
+        json.dumps({'key': k, 'text': text}).encode() for k, text in REVIEWS
+    ] + [b'not json'])
+    deadline = time.monotonic() + 180
+    predictions = topics.pull('predictions', len(REVIEWS), deadline)
+    dead = topics.pull('dead-letters', 1, deadline)
+  finally:
+    job.kill()
+    log = job.communicate(timeout=60)[0]
+  assert sorted(p['key'] for p in predictions) == sorted(
+      k for k, _ in REVIEWS), log[-3000:]
+  assert [(d['reason'], d['raw']) for d in dead] == [
+      ('unparseable', 'not json')], log[-3000:]

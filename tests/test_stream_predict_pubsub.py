@@ -12,41 +12,11 @@ import shutil
 import threading
 import time
 
-from google.cloud import pubsub_v1
-
 from pipelines import stream_predict
 from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
-from harness.pubsub import pull_until
+from harness.pubsub import Topics
 
 WAIT_S = 180
-_COUNTER = iter(range(1000))
-
-
-class Topics:
-  """Topics with a subscription each, in a project of the test's own."""
-
-  def __init__(self, *names):
-    self.project = f'stream-predict-{next(_COUNTER)}'
-    self.publisher = pubsub_v1.PublisherClient()
-    self.subscriber = pubsub_v1.SubscriberClient()
-    self.topic, self.sub = {}, {}
-    for name in names:
-      topic = self.publisher.topic_path(self.project, name)
-      self.publisher.create_topic(name=topic)
-      sub = self.subscriber.subscription_path(self.project, name + '-sub')
-      self.subscriber.create_subscription(name=sub, topic=topic)
-      self.topic[name], self.sub[name] = topic, sub
-
-  def publish(self, name, payloads, **attributes):
-    futures = [self.publisher.publish(self.topic[name], data, **attributes)
-               for data in payloads]
-    for f in futures:
-      f.result(timeout=30)
-
-  def pull(self, name, count, deadline):
-    return pull_until(self.subscriber, self.sub[name], count, deadline)
-
-
 def _cancel(result):
   # cancel() can block while a Pub/Sub pull is in flight: bound it.
   canceller = threading.Thread(target=result.cancel, daemon=True)
