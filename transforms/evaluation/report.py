@@ -141,34 +141,29 @@ def over_time_png(plt, model, records, output):
   return name, time_slice
 
 
-def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
-  """The report page; `images` maps section keys to PNG file names."""
-  overall = sorted(
-      (s for s in slices if s['time_slice'] == 'all'
-       and s['segment_name'] is None),
-      key=lambda s: (s['model'], s['model_version']))
-  windows = sorted(
-      (s for s in slices if s['time_slice'] == 'window'
-       and s['segment_name'] is None),
-      key=lambda s: (s['model'], s['model_version'], s['period']))
-  segments = sorted(
-      (s for s in slices if s['segment_name'] is not None
-       and s['time_slice'] in ('all', 'window')),
-      key=lambda s: (s['model'], s['model_version'], s['time_slice'],
-                     s['period'], s['segment_name'], s['segment_value']))
-  parts = ['<!doctype html><html><head><meta charset="utf-8">',
-           '<title>Model evaluation</title><style>',
-           'body{font-family:sans-serif;margin:2em;max-width:75em}',
-           'table{border-collapse:collapse;margin:0.5em 0 1.5em}',
-           'td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
-           'th{background:#f0f0f0}.alert{color:#b00}</style></head><body>',
-           '<h1>Model evaluation</h1>',
-           f'<p>Trailing windows end at {_fmt(run_summary.get("as_of"))}. '
-           'n/a: undefined (no labels, one class only, or not a binary '
-           'score).</p>']
+def _sorted_slices(slices, keep, key):
+  return sorted((s for s in slices if keep(s)), key=key)
+
+
+def _head(run_summary):
+  return ['<!doctype html><html><head><meta charset="utf-8">',
+          '<title>Model evaluation</title><style>',
+          'body{font-family:sans-serif;margin:2em;max-width:75em}',
+          'table{border-collapse:collapse;margin:0.5em 0 1.5em}',
+          'td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}',
+          'th{background:#f0f0f0}.alert{color:#b00}</style></head><body>',
+          '<h1>Model evaluation</h1>',
+          f'<p>Trailing windows end at {_fmt(run_summary.get("as_of"))}. '
+          'n/a: undefined (no labels, one class only, or not a binary '
+          'score).</p>']
+
+
+def _alerts_html(alerts, run_summary):
+  """Fired alerts, the gates' decisions (pass or fail) and each rule's
+  tally."""
   gates = [a for a in alerts if a['kind'] == 'gate']
   alerts = [a for a in alerts if a.get('decision') != 'pass']
-  parts.append(f'<h2 class="alert">Alerts ({len(alerts)})</h2>')
+  parts = [f'<h2 class="alert">Alerts ({len(alerts)})</h2>']
   if alerts:
     parts.append(_table(
         ['model', 'version', 'slice', 'rule', 'metric', 'value',
@@ -195,10 +190,15 @@ def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
                          for r, o in rules.items()]))
   else:
     parts.append('<p>No alert rules were given.</p>')
-  parts.append('<h2>All time, per model version</h2>')
-  parts.append(_table(['model', 'version'] + list(TABLE_METRICS),
-                      [[s['model'], s['model_version']] +
-                       [s[m] for m in TABLE_METRICS] for s in overall]))
+  return parts
+
+
+def _versions_html(overall, images):
+  """All-time metrics per version, then per class with its pictures."""
+  parts = ['<h2>All time, per model version</h2>',
+           _table(['model', 'version'] + list(TABLE_METRICS),
+                  [[s['model'], s['model_version']] +
+                   [s[m] for m in TABLE_METRICS] for s in overall])]
   for s in overall:
     parts.append(f'<h3>{html.escape(s["model"])} '
                  f'{html.escape(s["model_version"])}: per class</h3>')
@@ -216,35 +216,63 @@ def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
       (k[:2], v) for k, v in images.items() if k[0] == 'over_time'):
     parts.append(f'<h2>{html.escape(model)} over time</h2>'
                  f'<img src="{html.escape(image)}" alt="metrics over time">')
-  parts.extend(drift_html(drift, images, _table))
-  if windows:
-    parts.append('<h2>Trailing windows</h2>')
-    parts.append(_table(['model', 'version', 'window'] + list(TABLE_METRICS),
-                        [[s['model'], s['model_version'], s['period']] +
-                         [s[m] for m in TABLE_METRICS] for s in windows]))
-  if comparisons:
-    parts.append('<h2>Version comparison (keys both versions scored)</h2>')
-    rows = []
-    for c in comparisons:
-      for metric, delta in c['delta'].items():
-        rows.append((c['model'], f'{c["version_a"]} -> {c["version_b"]}',
-                     c['keys'], metric, c['metrics_a'][metric],
-                     c['metrics_b'][metric], delta))
-    parts.append(_table(['model', 'versions', 'keys', 'metric', 'before',
-                         'after', 'delta'], rows))
-  if segments:
-    parts.append('<h2>Key segments</h2>')
-    parts.append(_table(
-        ['model', 'version', 'slice'] + list(TABLE_METRICS),
-        [[s['model'], s['model_version'], s['slice']] +
-         [s[m] for m in TABLE_METRICS] for s in segments]))
-  parts.append('<h2>Run counts</h2>')
-  parts.append(_table(['count', 'value'],
-                      list(run_summary.get('counts', {}).items())))
+  return parts
+
+
+def _comparisons_html(comparisons):
+  rows = []
+  for c in comparisons:
+    for metric, delta in c['delta'].items():
+      rows.append((c['model'], f'{c["version_a"]} -> {c["version_b"]}',
+                   c['keys'], metric, c['metrics_a'][metric],
+                   c['metrics_b'][metric], delta))
+  return ['<h2>Version comparison (keys both versions scored)</h2>',
+          _table(['model', 'versions', 'keys', 'metric', 'before', 'after',
+                  'delta'], rows)]
+
+
+def _slices_html(title, header, column, slices):
+  """A table of TABLE_METRICS per version and `column`, headed `header`."""
+  return [f'<h2>{title}</h2>',
+          _table(['model', 'version', header] + list(TABLE_METRICS),
+                 [[s['model'], s['model_version'], s[column]] +
+                  [s[m] for m in TABLE_METRICS] for s in slices])]
+
+
+def _counts_html(run_summary):
   dead = run_summary.get('dead_letters_by_reason', {})
-  parts.append('<h2>Dead letters by reason</h2>')
-  parts.append(_table(['reason', 'rows'], list(dead.items())) if dead
-               else '<p>None.</p>')
+  return ['<h2>Run counts</h2>',
+          _table(['count', 'value'],
+                 list(run_summary.get('counts', {}).items())),
+          '<h2>Dead letters by reason</h2>',
+          _table(['reason', 'rows'], list(dead.items())) if dead
+          else '<p>None.</p>']
+
+
+def render_html(slices, comparisons, alerts, run_summary, images, drift=()):
+  """The report page; `images` maps section keys to PNG file names."""
+  overall = _sorted_slices(
+      slices, lambda s: s['time_slice'] == 'all' and s['segment_name'] is None,
+      lambda s: (s['model'], s['model_version']))
+  windows = _sorted_slices(
+      slices,
+      lambda s: s['time_slice'] == 'window' and s['segment_name'] is None,
+      lambda s: (s['model'], s['model_version'], s['period']))
+  segments = _sorted_slices(
+      slices, lambda s: s['segment_name'] is not None and s['time_slice'] in (
+          'all', 'window'),
+      lambda s: (s['model'], s['model_version'], s['time_slice'],
+                 s['period'], s['segment_name'], s['segment_value']))
+  parts = _head(run_summary) + _alerts_html(alerts, run_summary)
+  parts += _versions_html(overall, images)
+  parts += drift_html(drift, images, _table)
+  if windows:
+    parts += _slices_html('Trailing windows', 'window', 'period', windows)
+  if comparisons:
+    parts += _comparisons_html(comparisons)
+  if segments:
+    parts += _slices_html('Key segments', 'slice', 'slice', segments)
+  parts += _counts_html(run_summary)
   parts.append('</body></html>')
   return '\n'.join(parts)
 
