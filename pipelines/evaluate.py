@@ -197,6 +197,15 @@ def validate(options):
   else:
     _check_batch_inputs(options)
   evaluation_stream.check_topic('--alert_topic', options.alert_topic)
+  return EvaluationConfig(
+      prediction_field=options.prediction_field,
+      label_field=options.label_field, **_label_settings(options),
+      **_slice_settings(options), **_segment_settings(options),
+      **_alert_settings(options), **_drift_settings(options))
+
+
+def _label_settings(options):
+  """The EvaluationConfig fields of the classes, from the label flags."""
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
   if options.positive_label == options.negative_label:
@@ -207,6 +216,13 @@ def validate(options):
     raise launch.UsageError('--label_set', 'names a class twice')
   if len(label_set) == 1:
     raise launch.UsageError('--label_set', 'name at least two classes')
+  return {'threshold': options.threshold,
+          'positive_label': options.positive_label,
+          'negative_label': options.negative_label, 'label_set': label_set}
+
+
+def _slice_settings(options):
+  """The EvaluationConfig fields of calendar slices and trailing windows."""
   time_slices = _names(options.time_slices)
   unknown = sorted(set(time_slices) - set(TIME_SLICES))
   if unknown:
@@ -227,6 +243,12 @@ def validate(options):
                               f'{options.as_of!r} is not ISO-8601') from None
   else:
     as_of = datetime.datetime.now(datetime.timezone.utc)
+  return {'as_of': to_utc(as_of), 'time_slices': time_slices,
+          'windows': windows}
+
+
+def _segment_settings(options):
+  """The EvaluationConfig fields of key segments (the fairness lens)."""
   segments = _names(options.key_segments)
   if len(set(segments)) != len(segments):
     raise launch.UsageError('--key_segments', 'names must be unique')
@@ -240,6 +262,12 @@ def validate(options):
     if unknown:
       raise launch.UsageError(
           '--segment_by', f'{unknown} not in --key_segments {segments}')
+  return {'key_segments': segments, 'key_separator': options.key_separator,
+          'segment_by': segment_by}
+
+
+def _alert_settings(options):
+  """The EvaluationConfig fields of the alert rules."""
   rules = []
   for text in options.alert:
     try:
@@ -248,18 +276,8 @@ def validate(options):
       raise launch.UsageError('--alert', str(e)) from None
   if options.alert_min_labelled < 0:
     raise launch.UsageError('--alert_min_labelled', 'must be >= 0')
-  drift = _drift_settings(options)
-  return EvaluationConfig(
-      as_of=to_utc(as_of), prediction_field=options.prediction_field,
-      label_field=options.label_field, threshold=options.threshold,
-      positive_label=options.positive_label,
-      negative_label=options.negative_label,
-      time_slices=time_slices,
-      windows=windows, key_segments=segments,
-      key_separator=options.key_separator, segment_by=segment_by,
-      alert_rules=tuple(rules),
-      alert_min_labelled=options.alert_min_labelled, label_set=label_set,
-      **drift)
+  return {'alert_rules': tuple(rules),
+          'alert_min_labelled': options.alert_min_labelled}
 
 
 def _iso_time(flag, text):
