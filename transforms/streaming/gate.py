@@ -172,7 +172,7 @@ class GateTally:
     counts_accuracy = (self._classes is not None
                        and self.labelled >= rule.min_labelled)
     if counts_accuracy:
-      # rounded as the figures are: 0.9 - 0.05 is 0.8500000000000001
+      # rounded as the figures are: 0.8 - 0.1 is 0.7000000000000001
       floor = round(f['live_accuracy'] - rule.max_accuracy_drop, 6)
       if f['shadow_accuracy'] < floor:
         return False, (f'accuracy {f["shadow_accuracy"]:.4f} < live\'s '
