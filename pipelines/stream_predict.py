@@ -10,6 +10,9 @@
       ... --watch_models 'gs://B/models/sentiment/*' \\
       --model_events_topic projects/P/topics/model-events
 
+  and accuracy from labels of shadowed keys deciding in place of agreement:
+      ... --labels_subscription projects/P/subscriptions/labels
+
 read -> parse, key (--key_field, --attach_keys, --key_attribute), event time
 (--timestamp_field or the publish time) and the batch job's feature checks
 -> one prediction per key per --dedup_window -> RunInference (batched:
@@ -45,6 +48,8 @@ from transforms.streaming.dedup import DropRepeatedKeys
 from transforms.streaming.gate import GateRule
 from transforms.streaming.gated_inference import GateConfig
 from transforms.streaming.gated_inference import GatedPredictStream
+from transforms.streaming.labels import LabelConfig
+from transforms.streaming.labels import ParseLabels
 from transforms.streaming.messages import MessageRules
 from transforms.streaming.messages import ParseMessages
 from transforms.streaming.outcomes import StreamOutcomes
@@ -132,6 +137,27 @@ GATE = (
     Flag('decision_threshold', type=float, default=0.5,
          help='A numeric output decides "value >= threshold"; a list of '
          'numbers decides its argmax.'),
+    Flag('labels_subscription',
+         help='Pub/Sub subscription of labels, JSON {"key", <label_field>}: '
+         'once --min_labelled shadowed messages are labelled, accuracy '
+         'replaces agreement in the gate. Needs --watch_models.'),
+    Flag('label_field', default='groundtruth',
+         help='The label messages\' field holding the label.'),
+    Flag('positive_label', default='positive',
+         help='With labels, the class a true decision (value >= '
+         '--decision_threshold) predicts, as in pipelines.evaluate.'),
+    Flag('negative_label', default='negative',
+         help='With labels, the class a false decision predicts.'),
+    Flag('label_set',
+         help='With labels, the classes, comma-separated, in the order of a '
+         'list output (its argmax names one); labels read as in '
+         'pipelines.evaluate. Default: the positive and negative label.'),
+    Flag('min_labelled', type=int, default=100,
+         help='Labelled shadowed messages before accuracy counts; with fewer '
+         'the gate decides on agreement and its event says so.'),
+    Flag('max_accuracy_drop', type=float, default=0.0,
+         help='Most the shadow\'s accuracy on labelled messages may be below '
+         'live\'s.'),
     Flag('model_events_topic',
          help='Pub/Sub topic for model events (shadow, promoted, rejected, '
          'with the gate\'s figures).'),
@@ -184,9 +210,20 @@ def _check_flags(args):
                               'and/or --model_events: every promotion and '
                               'rejection is recorded')
   else:
-    for name in ('model_events_topic', 'model_events'):
+    for name in ('model_events_topic', 'model_events', 'labels_subscription'):
       if getattr(args, name):
         raise launch.UsageError(f'--{name}', 'only used with --watch_models')
+  if not args.labels_subscription:
+    defaults = build_parser()
+    for name in ('label_set', 'min_labelled', 'max_accuracy_drop',
+                 'label_field', 'positive_label', 'negative_label'):
+      if getattr(args, name) != defaults.get_default(name):
+        raise launch.UsageError(f'--{name}',
+                                'only used with --labels_subscription')
+  elif args.min_labelled > args.shadow_min_examples:
+    raise launch.UsageError('--min_labelled', 'must be at most '
+                            '--shadow_min_examples: only the messages the '
+                            'gate counts can be labelled')
 
 
 class Job:
@@ -229,29 +266,38 @@ class Job:
       with launch.flag_names():
         rule = GateRule(args.shadow_min_examples, args.min_agreement,
                         args.max_error_rate_increase, args.max_latency_ratio,
-                        args.decision_output, args.decision_threshold)
+                        args.decision_output, args.decision_threshold,
+                        args.min_labelled, args.max_accuracy_drop)
+        labels = None
+        if args.labels_subscription:
+          labels = LabelConfig(args.label_field, args.positive_label,
+                               args.negative_label,
+                               tuple(split_list(args.label_set)))
         self.gate = GateConfig(
             args.watch_models, rule, self.signature,
             args.model_name or sigs.default_model_name(args.model_dir),
-            args.watch_interval)
+            args.watch_interval, labels=labels)
 
-  def predict(self):
-    """The inference step: gated when versions are watched."""
+  def predict(self, labels=None):
+    """The inference step: gated when versions are watched (`labels`: the
+    (key, class) PCollection with --labels_subscription)."""
     if self.gate is None:
       return PredictStream(self.handler, self.passthrough, self.log_model,
                            self.input_fields)
     return GatedPredictStream(
         self.handler, self.gate, self.args.batch_size,
         self.args.max_batch_wait_ms / 1000, self.passthrough, self.log_model,
-        self.input_fields)
+        self.input_fields, labels)
 
   def acks(self):
     """Local runs acknowledge a message once its outcome is published, when
     both kinds of outcome go to topics (pipelines/local_acks.py); otherwise
     (predictions or dead letters only in files or a table) as they are
-    read."""
+    read. With --labels_subscription too, as they are read: the ledger holds
+    every message a local read pulls until its outcome, and a label has
+    none."""
     a = self.args
-    if not (a.output_topic and a.dead_letter_topic):
+    if not (a.output_topic and a.dead_letter_topic) or a.labels_subscription:
       return None
     outcomes = StreamOutcomes(self.rules)
     return local_acks.AckOnOutcome(outcomes.message_keys,
@@ -292,7 +338,13 @@ def build(p, job):
     deduped = keyed | 'Drop repeated keys' >> job.dedup
     keyed = deduped.main
     dead.append(deduped.dead_letter)
-  out = keyed | 'Predict' >> job.predict()
+  labels = None
+  if args.labels_subscription:
+    labels = (p
+              | 'ReadLabels' >> beam.io.ReadFromPubSub(
+                  subscription=args.labels_subscription)
+              | 'Parse labels' >> ParseLabels(job.gate.labels))
+  out = keyed | 'Predict' >> job.predict(labels)
   predictions = out['predictions']
   dead.append(out['dead_letter'])
   if args.output_topic:

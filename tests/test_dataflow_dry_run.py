@@ -103,13 +103,15 @@ def test_stream_predict_streams_over_pubsub_on_dataflow(
       '--prediction_log', 'gs://test-bucket/log/predictions',
       '--watch_models', versions,
       '--model_events_topic', topics + 'model-events',
+      '--labels_subscription', 'projects/test-project/subscriptions/labels',
       '--sdk_container_image', IMAGE.format('stream_predict')])
   assert built.job.type_.name == 'JOB_TYPE_STREAMING'
   assert {'ReadPubSub/Read', 'Parse messages', 'Drop repeated keys',
           'Predict/Batch', 'Predict/Gated inference', 'Predict/Format',
           'Publish predictions', 'Write predictions table',
           'Publish dead letters', 'Write prediction log',
-          'Publish model events'} <= built.transform_names
+          'Publish model events', 'ReadLabels/Read', 'Parse labels',
+          'Predict/Join labels'} <= built.transform_names
   # Windowed files: Beam's windowed text sink, never the batch sink's
   # stale-shard clean-up (a streaming job has no "end" to clean after).
   assert not any('Remove stale shards' in n for n in built.transform_names)

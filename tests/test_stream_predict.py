@@ -195,6 +195,9 @@ def test_outcomes_name_every_message():
 
 SUB = 'projects/p/subscriptions/s'
 TOPIC = 'projects/p/topics/'
+GATED = ['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+         '--watch_models', 'models/*', '--model_events', 'out/events']
+LABELLED = GATED + ['--labels_subscription', SUB + 'l']
 
 
 @pytest.mark.parametrize('extra, flag', [
@@ -214,6 +217,13 @@ TOPIC = 'projects/p/topics/'
       '--min_agreement', '2'], '--min_agreement'),
     (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
       '--signature', 'nope'], '--signature'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--labels_subscription', SUB + 'l'], '--labels_subscription'),
+    (GATED + ['--max_accuracy_drop', '0.1'], '--max_accuracy_drop'),
+    (LABELLED + ['--label_set', 'a'], '--label_set'),
+    (LABELLED + ['--negative_label', 'positive'], '--negative_label'),
+    (LABELLED + ['--min_labelled', '0'], '--min_labelled'),
+    (LABELLED + ['--shadow_min_examples', '50'], '--min_labelled'),
 ])
 def test_a_bad_command_line_is_one_line_and_exit_2(tiny_model_dir, capsys,
                                                    extra, flag):
@@ -251,3 +261,30 @@ def test_a_prediction_log_row_names_its_role_only_when_given():
       'shadow')
   with pytest.raises(ValueError):
     log_row('m', 'm/2', 'k', {}, {}, T0, role='canary')
+
+
+def test_labels_flags_make_the_gate_read_and_join_labels(tiny_model_dir):
+  from pipelines import flags
+  from pipelines import launch
+  from pipelines import stream_predict
+  from transforms.streaming.labels import LabelConfig
+  sub, topic = ('projects/demo-project/subscriptions/',
+                  'projects/demo-project/topics/')
+  args, beam_args = launch.parse_args(stream_predict.build_parser(), [
+      '--input_subscription', sub + 'reviews', '--model_dir',
+      str(tiny_model_dir), '--feature_map', 'reviews=text',
+      '--output_topic', topic + 'o', '--dead_letter_topic', topic + 'd',
+      '--watch_models', 'models/*', '--model_events', 'out/events',
+      '--labels_subscription', sub + 'labels', '--label_set',
+      'negative, positive', '--min_labelled', '20'])
+  options = flags.pipeline_options(beam_args, args, stream_predict.FLAGS)
+  options.view_as(StandardOptions).streaming = True
+  job = stream_predict.Job(args, options)
+  assert job.gate.labels == LabelConfig(label_set=('negative', 'positive'))
+  assert job.gate.rule.min_labelled == 20
+  assert job.acks() is None, 'a label has no outcome to hold it for'
+  p = beam.Pipeline(options=options)
+  stream_predict.build(p, job)
+  names = {t.unique_name for t in
+           p.to_runner_api().components.transforms.values()}
+  assert {'ReadLabels', 'Parse labels', 'Predict/Join labels'} <= names, names

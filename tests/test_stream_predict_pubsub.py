@@ -5,7 +5,7 @@ predictions, dead letters and model events to topics; the tests publish
 messages (good, bad, repeated), pull every outcome back (bounded waits),
 then cancel the job. Messages in = predictions + dead letters, every key
 once; and through a model refresh mid-stream, every key is predicted by
-exactly one live version.
+exactly one live version; labels on their own subscription reach the gate.
 """
 import json
 import shutil
@@ -122,3 +122,58 @@ def test_a_new_version_is_shadowed_then_promoted_mid_stream(
   promoted = events[1]
   assert promoted['examples'] >= 20 and promoted['agreement'] == 1.0
   assert promoted['live_version'] == 'tiny/1'
+
+
+def test_labels_of_shadowed_keys_decide_the_gate_on_accuracy(
+    pubsub_emulator, tiny_model_dir, tmp_path):
+  """Labels published (to their own subscription) for keys the shadow
+  predicted reach the gate before it decides: the event counts them and
+  both versions' accuracy (the same model: equal), and the decision is
+  taken on accuracy."""
+  versions = tmp_path / 'tiny'
+  versions.mkdir()
+  _copy_version(tiny_model_dir, versions, '1')
+  t = Topics('requests', 'labels', 'predictions', 'dead-letters', 'events')
+  output = 'positive_review_probability'
+  result = stream_predict.run([
+      '--input_subscription', t.sub['requests'],
+      '--labels_subscription', t.sub['labels'],
+      '--output_topic', t.topic['predictions'],
+      '--dead_letter_topic', t.topic['dead-letters'],
+      '--model_dir', str(versions / '1'), '--feature_map', 'reviews=text',
+      '--watch_models', str(versions / '*'), '--watch_interval', '0',
+      '--model_events_topic', t.topic['events'],
+      '--shadow_min_examples', '40', '--min_labelled', '10',
+      '--decision_output', output, '--max_latency_ratio', '1000',
+      '--batch_size', '10', '--max_batch_wait_ms', '100',
+  ], wait=False)
+  try:
+    deadline = time.monotonic() + WAIT_S
+    t.publish('requests', [_message(f'a{i:03d}', f'great film {i}')
+                           for i in range(10)])
+    before = t.pull('predictions', 10, deadline)
+    _copy_version(tiny_model_dir, versions, '2')
+    t.publish('requests', [_message(f'b{i:03d}', f'boring film {i}')
+                           for i in range(30)])
+    shadowed = t.pull('predictions', 30, deadline)
+    shadow = t.pull('events', 1, deadline)
+    # Labels: what the live version said (so both versions are right).
+    t.publish('labels', [json.dumps({
+        'key': p['key'],
+        'groundtruth': p['predictions'][output] >= 0.5}).encode()
+                         for p in shadowed])
+    time.sleep(10)  # the labels are read and joined
+    t.publish('requests', [_message(f'c{i:03d}', f'fine film {i}')
+                           for i in range(40)])
+    after = t.pull('predictions', 40, deadline)
+    decided = t.pull('events', 1, deadline)
+  finally:
+    _cancel(result)
+
+  assert len({p['key'] for p in before + shadowed + after}) == 80
+  assert [e['event'] for e in shadow + decided] == ['shadow', 'promoted']
+  event = decided[0]
+  # The shadow's first batch warms its graph: its keys are not counted.
+  assert 10 <= event['labelled'] <= 30, event
+  assert event['live_accuracy'] == event['shadow_accuracy'] == 1.0, event
+  assert event['reason'].startswith('accuracy 1.0000'), event['reason']

@@ -6,6 +6,9 @@ a model version (pipelines.stream_predict, transforms.streaming.gate).
    "reason": str, "examples": messages both versions saw,
    "agreement", "live_error_rate", "shadow_error_rate",
    "live_p99_ms", "shadow_p99_ms": the gate's figures (null before any),
+   "labelled", "live_accuracy", "shadow_accuracy": with a labels
+     subscription, how many counted messages were labelled before the
+     decision and each version's share of them right (null without labels),
    "decided_at": ISO-8601 UTC, "worker": the process that decided}
 
 `shadow`: a new complete version was found and now predicts beside live;
@@ -22,7 +25,8 @@ REJECTED = 'rejected'
 EVENTS = (SHADOW, PROMOTED, REJECTED)
 PARTITION = 'decided_at'
 FIGURES = ('examples', 'agreement', 'live_error_rate', 'shadow_error_rate',
-           'live_p99_ms', 'shadow_p99_ms')
+           'live_p99_ms', 'shadow_p99_ms', 'labelled', 'live_accuracy',
+           'shadow_accuracy')
 SHAPE = Shape('model_event', (
     Field('model', 'string'),
     Field('version', 'string', required=True),
@@ -36,6 +40,10 @@ SHAPE = Shape('model_event', (
     Field('shadow_error_rate', 'float'),
     Field('live_p99_ms', 'float'),
     Field('shadow_p99_ms', 'float'),
+    Field('labelled', 'int',
+          description='counted messages labelled before the decision'),
+    Field('live_accuracy', 'float'),
+    Field('shadow_accuracy', 'float'),
     Field(PARTITION, 'timestamp', required=True),
     Field('worker', 'string',
           description='the worker process whose examples decided'),

@@ -21,6 +21,13 @@ shadow and one tally, and each process decides from the messages it saw:
 on Dataflow, each worker promotes or rejects on its own (docs/
 streaming_predict.md). Each batch is predicted by exactly one live version:
 a promotion takes effect between batches.
+
+Labels (GateConfig.labels) join in the same process state: a DoFn reading
+(key, class) hands each label to the process's gate, whose tally holds the
+pair of decisions of every counted message until its label or the shadow's
+decision (gate.GateTally). A label whose key holds no pair (never shadowed,
+shadowed before the tally started or by another worker, or labelled after
+the decision) is counted as unmatched and dropped.
 """
 import dataclasses
 import datetime
@@ -44,6 +51,7 @@ from transforms.inference.signature_handler import InferenceFailure
 from transforms.streaming import model_watch
 from transforms.streaming.gate import GateRule
 from transforms.streaming.gate import GateTally
+from transforms.streaming.labels import Classes
 from transforms.streaming.predict import FormatPredictions
 
 SHADOW = 'shadow'
@@ -90,13 +98,16 @@ class GateConfig:
   model_name: the model's name on the events.
   poll_interval_s: how often a process lists the pattern (while it has
     messages to predict).
-  gate_id: names the job's gate state in each process."""
+  gate_id: names the job's gate state in each process.
+  labels: a transforms.streaming.labels.LabelConfig when labels feed the
+    gate's accuracy, else None."""
   watch_pattern: str
   rule: GateRule
   signature: typing.Any
   model_name: str | None = None
   poll_interval_s: float = 10.0
   gate_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+  labels: typing.Any = None
 
   def __post_init__(self):
     if self.poll_interval_s < 0:
@@ -134,9 +145,10 @@ class GateState:
     self._worker = f'{socket.gethostname()}:{os.getpid()}'
     self._events = Metrics.counter(METRICS_NAMESPACE, 'events')
 
-  def step(self, records):
-    """Predicts `records` (a batch) with the live version and any shadow;
-    returns (live results, shadow results or None, event records)."""
+  def step(self, records, keys=None):
+    """Predicts `records` (a batch, keyed by `keys` for the labels) with the
+    live version and any shadow; returns (live results, shadow results or
+    None, event records)."""
     events = []
     with self._lock:
       if self.live is None:
@@ -162,16 +174,24 @@ class GateState:
       if self.shadow is shadow and self._tally is None:
         # A model's first call traces its graph (tens of times a warm
         # call): the gate starts counting from the shadow's second batch.
+        labels = self._config.labels
         self._tally = GateTally(self._config.rule,
-                                self._config.rule.decision_output)
+                                self._config.rule.decision_output,
+                                None if labels is None else Classes(labels))
       elif self.shadow is shadow:
         self._tally.add([r.inference for r in live_results],
                         [r.inference for r in shadow_results], live_s,
-                        shadow_s)
+                        shadow_s, keys)
         decided = self._tally.decide()
         if decided is not None:
           events.append(self._decide(*decided))
     return live_results, shadow_results, events
+
+  def label(self, key, label):
+    """Counts a label (a class) for `key` in the shadow's tally; False when
+    no counted message of the shadow waits for it."""
+    with self._lock:
+      return self._tally is not None and self._tally.label(key, label)
 
   def _poll(self):
     folder = model_watch.newest_candidate(
@@ -233,6 +253,32 @@ class GateState:
                               self._worker)
 
 
+def _process_gate(config, handler):
+  return load_once(('stream-gate', config.gate_id),
+                   lambda: GateState(config, handler))
+
+
+class _JoinLabels(beam.DoFn):
+  """(key, class) -> nothing: the label counts in this process's gate."""
+
+  def __init__(self, config, handler):
+    self._config, self._handler = config, handler
+    self._state = None
+    self._joined = Metrics.counter(METRICS_NAMESPACE, 'labels_joined')
+    self._unmatched = Metrics.counter(METRICS_NAMESPACE, 'labels_unmatched')
+
+  def setup(self):
+    self._state = _process_gate(self._config, self._handler)
+
+  def process(self, element):
+    key, label = element
+    if self._state.label(key, label):
+      self._joined.inc()
+    else:
+      self._unmatched.inc()
+    return ()
+
+
 class _GatedInference(beam.DoFn):
   """A batch of (key, record) -> (key, PredictionResult) of the live
   version; SHADOW: (key, PredictionResult) of the shadow; EVENTS: model
@@ -243,13 +289,12 @@ class _GatedInference(beam.DoFn):
     self._state = None
 
   def setup(self):
-    self._state = load_once(
-        ('stream-gate', self._config.gate_id),
-        lambda: GateState(self._config, self._handler))
+    self._state = _process_gate(self._config, self._handler)
 
   def process(self, batch):
     batch_keys = [key for key, _ in batch]
-    live, shadow, events = self._state.step([record for _, record in batch])
+    live, shadow, events = self._state.step([record for _, record in batch],
+                                            batch_keys)
     for key, result in zip(batch_keys, live):
       yield key, result
     for key, result in zip(batch_keys, shadow or ()):
@@ -272,11 +317,16 @@ class GatedPredictStream(beam.PTransform):
   transforms.streaming.predict.PredictStream, with the versions under
   `config.watch_pattern` gated in (see the module doc). The shadow's
   predictions go only to the prediction log (when `log_model_name` is
-  given), tagged shadow."""
+  given), tagged shadow. `labels`: a PCollection of (key, class) (see
+  transforms.streaming.labels) when `config.labels` is given."""
 
   def __init__(self, handler, config, batch_size, max_wait_s,
-               passthrough_fields=(), log_model_name=None, input_fields=None):
+               passthrough_fields=(), log_model_name=None, input_fields=None,
+               labels=None):
     super().__init__()
+    if (labels is None) != (config.labels is None):
+      raise ValueError('labels and config.labels go together')
+    self._labels = labels
     self._handler, self._config = handler, config
     self._batch_size, self._max_wait_s = batch_size, max_wait_s
     self._log_model = log_model_name
@@ -291,6 +341,9 @@ class GatedPredictStream(beam.PTransform):
     inferred = batches | 'Gated inference' >> beam.ParDo(
         _GatedInference(self._config, self._handler)).with_outputs(
             SHADOW, EVENTS, main='live')
+    if self._labels is not None:
+      _ = self._labels | 'Join labels' >> beam.ParDo(
+          _JoinLabels(self._config, self._handler))
     formatted = inferred.live | 'Format' >> self._format
     log = formatted['log']
     if self._log_model:
