@@ -12,11 +12,26 @@ import shutil
 import threading
 import time
 
+from apache_beam.metrics.metric import MetricsFilter
+
 from pipelines import stream_predict
 from harness.pubsub import pubsub_emulator  # noqa: F401  pylint: disable=unused-import
 from harness.pubsub import Topics
 
 WAIT_S = 180
+
+
+def _await_counter(result, name, least, deadline):
+  """Waits until the running job's counter `name` reaches `least` (the
+  DirectRunner's metrics are committed bundle by bundle while it runs)."""
+  while time.monotonic() < deadline:
+    counters = result.metrics().query(
+        MetricsFilter().with_name(name))['counters']
+    if sum(c.committed or 0 for c in counters) >= least:
+      return
+    time.sleep(0.5)
+
+
 def _cancel(result):
   # cancel() can block while a Pub/Sub pull is in flight: bound it.
   canceller = threading.Thread(target=result.cancel, daemon=True)
@@ -162,7 +177,7 @@ def test_labels_of_shadowed_keys_decide_the_gate_on_accuracy(
         'key': p['key'],
         'groundtruth': p['predictions'][output] >= 0.5}).encode()
                          for p in shadowed])
-    time.sleep(10)  # the labels are read and joined
+    _await_counter(result, 'labels_joined', len(shadowed) - 10, deadline)
     t.publish('requests', [_message(f'c{i:03d}', f'fine film {i}')
                            for i in range(40)])
     after = t.pull('predictions', 40, deadline)
