@@ -131,7 +131,7 @@ GATE = (
     Flag('max_latency_ratio', type=float, default=1.5,
          help='Most the shadow\'s p99 model time per message may be, as a '
          'multiple of live\'s.'),
-    Flag('decision_output',
+    Flag('decision_output', template_type='TEXT',
          help='Signature output compared for agreement (default: the first '
          'output by name).'),
     Flag('decision_threshold', type=float, default=0.5,
