@@ -300,13 +300,19 @@ def test_the_emulator_stopped_under_stream_predict_predicts_every_key_once(
     stream_faults.publish(names['requests'][0], _payloads(before))
     requests += before
     collector.until(lambda r: len(r[names['predictions'][1]]) >= 10, WAIT_S)
-    during = _requests(30, 30)  # read, their predictions publishing
-    stream_faults.publish(names['requests'][0], _payloads(during))
+    # A trickle that the outage interrupts: stream_predict holds a message
+    # only from its read to its outcome's publish, so a burst published
+    # before the outage would be done before it.
+    during = _requests(30, 30)
     requests += during
-    time.sleep(0.5)
+    trickle = threading.Thread(target=stream_faults.publish, args=(
+        names['requests'][0], _payloads(during), 0.05), daemon=True)
+    trickle.start()
+    time.sleep(0.75)
     emulator.pause()
     time.sleep(outage_s)
     emulator.resume()
+    trickle.join(timeout=WAIT_S)
     after = _requests(60, 20)
     stream_faults.publish(names['requests'][0], _payloads(after))
     requests += after
