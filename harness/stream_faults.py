@@ -33,8 +33,8 @@ def make_topics(project, names, ack_deadline_s=10):
 
 def publish(topic, payloads, interval_s=0.0):
   """Publishes bytes payloads (a publish during an outage waits for it);
-  with `interval_s`, one at a time, that far apart: a trickle, so that a
-  fault striking meanwhile finds messages between read and outcome."""
+  with `interval_s`, one at a time, that far apart: a trickle, for a fault
+  to strike mid-stream."""
   from google.cloud import pubsub_v1
   publisher = pubsub_v1.PublisherClient()
   if interval_s:

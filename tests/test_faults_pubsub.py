@@ -88,6 +88,12 @@ def _flags(names, lateness_s=LATENESS_S):
           '--allowed_lateness', str(lateness_s)]
 
 
+def _send(topic, messages, sent):
+  """Publishes `messages` (dicts, as JSON) and adds them to `sent`."""
+  stream_faults.publish(topic, _payloads(messages))
+  sent += messages
+
+
 def _all_out(ids, outputs, dead, output_id):
   """Whether every id has an output on subscription `outputs` or a dead
   letter on `dead`."""
@@ -154,20 +160,15 @@ def test_the_emulator_stopped_under_moderate_loses_and_doubles_nothing(
   result = moderate.run(_flags(names), wait=False)
   comments = []
   try:
-    before = _comments(0, 30)
-    stream_faults.publish(names['comments'][0], _payloads(before))
-    comments += before
+    _send(names['comments'][0], _comments(0, 30), comments)
     collector.until(lambda r: len(r[names['decisions'][1]]) >= 10, WAIT_S)
-    during = _comments(30, 30)  # read, then held for the allowed lateness
-    stream_faults.publish(names['comments'][0], _payloads(during))
-    comments += during
+    # read, then held for the allowed lateness
+    _send(names['comments'][0], _comments(30, 30), comments)
     time.sleep(0.5)
     emulator.pause()
     time.sleep(outage_s)
     emulator.resume()
-    after = _comments(60, 20)
-    stream_faults.publish(names['comments'][0], _payloads(after))
-    comments += after
+    _send(names['comments'][0], _comments(60, 20), comments)
     assert collector.until(_all_decided(comments, names), WAIT_S, quiet_s=3)
   finally:
     _cancel(result)
@@ -192,6 +193,31 @@ def _kill(job):
   job.wait(30)
 
 
+def _killed_and_restarted(start, topic, make, collector, outputs, all_out,
+                          tmp_path, run):
+  """A job (`start(log)` -> its process) SIGKILLed and started again on the
+  same subscription: 40 messages (`make(first, count)`) published, 40 more
+  (read, and held or answered, when it dies) and the kill 0.3 * run s later,
+  20 more to the new job. Returns the 100 once `all_out(them)` holds on
+  `collector` (`outputs`: the subscription of the job's outputs)."""
+  messages = []
+  with open(tmp_path / 'job.log', 'ab') as log:
+    job = start(log)
+    try:
+      _send(topic, make(0, 40), messages)
+      collector.until(lambda r: len(r[outputs]) >= 10 + run * 5, WAIT_S)
+      _send(topic, make(40, 40), messages)
+      time.sleep(0.3 * run)
+      _kill(job)
+      job = start(log)
+      _send(topic, make(80, 20), messages)
+      assert collector.until(all_out(messages), WAIT_S * 2, quiet_s=5)
+    finally:
+      if job.poll() is None:
+        _kill(job)
+  return messages
+
+
 def _moderate_job(names, log):
   """moderate's allowed lateness covers the restart: the local watermark is
   the wall clock, so comments redelivered to the new job would otherwise be
@@ -207,29 +233,10 @@ def test_moderate_killed_and_started_again_loses_nothing(emulator, tmp_path,
                                                       'dead'])
   collector = stream_faults.Collector([names['decisions'][1],
                                        names['dead'][1]])
-  comments = []
-  with open(tmp_path / 'job.log', 'ab') as log:
-    job = _moderate_job(names, log)
-    try:
-      first = _comments(0, 40)
-      stream_faults.publish(names['comments'][0], _payloads(first))
-      comments += first
-      collector.until(lambda r: len(r[names['decisions'][1]]) >= 10 + run * 5,
-                      WAIT_S)
-      second = _comments(40, 40)  # read and held when the job dies
-      stream_faults.publish(names['comments'][0], _payloads(second))
-      comments += second
-      time.sleep(0.3 * run)
-      _kill(job)
-      job = _moderate_job(names, log)
-      third = _comments(80, 20)
-      stream_faults.publish(names['comments'][0], _payloads(third))
-      comments += third
-      assert collector.until(_all_decided(comments, names), WAIT_S * 2,
-                             quiet_s=5)
-    finally:
-      if job.poll() is None:
-        _kill(job)
+  comments = _killed_and_restarted(
+      lambda log: _moderate_job(names, log), names['comments'][0], _comments,
+      collector, names['decisions'][1],
+      lambda comments: _all_decided(comments, names), tmp_path, run)
   figures = _tally(comments, collector, names, _replay(tmp_path, comments))
   record('moderate killed (SIGKILL) and started again', figures)
   assert figures.lost == 0
@@ -296,13 +303,10 @@ def test_the_emulator_stopped_under_stream_predict_predicts_every_key_once(
                               wait=False)
   requests = []
   try:
-    before = _requests(0, 30)
-    stream_faults.publish(names['requests'][0], _payloads(before))
-    requests += before
+    _send(names['requests'][0], _requests(0, 30), requests)
     collector.until(lambda r: len(r[names['predictions'][1]]) >= 10, WAIT_S)
-    # A trickle that the outage interrupts: stream_predict holds a message
-    # only from its read to its outcome's publish, so a burst published
-    # before the outage would be done before it.
+    # A trickle that the outage interrupts, so that it strikes mid-stream:
+    # stream_predict answers a burst within a second, before the outage.
     during = _requests(30, 30)
     requests += during
     trickle = threading.Thread(target=stream_faults.publish, args=(
@@ -313,9 +317,7 @@ def test_the_emulator_stopped_under_stream_predict_predicts_every_key_once(
     time.sleep(outage_s)
     emulator.resume()
     trickle.join(timeout=WAIT_S)
-    after = _requests(60, 20)
-    stream_faults.publish(names['requests'][0], _payloads(after))
-    requests += after
+    _send(names['requests'][0], _requests(60, 20), requests)
     assert collector.until(_all_predicted(requests, names), WAIT_S,
                            quiet_s=3)
   finally:
@@ -340,29 +342,10 @@ def test_stream_predict_killed_and_started_again_loses_nothing(
   names = _predict_topics(f'predict-restart{run}')
   collector = _predict_collector(names)
   flags = _predict_flags(names, tiny_model_dir)
-  requests = []
-  with open(tmp_path / 'job.log', 'ab') as log:
-    job = _job('pipelines.stream_predict', flags, log)
-    try:
-      first = _requests(0, 40)
-      stream_faults.publish(names['requests'][0], _payloads(first))
-      requests += first
-      collector.until(
-          lambda r: len(r[names['predictions'][1]]) >= 10 + run * 5, WAIT_S)
-      second = _requests(40, 40)  # read, predicted or not, when it dies
-      stream_faults.publish(names['requests'][0], _payloads(second))
-      requests += second
-      time.sleep(0.3 * run)
-      _kill(job)
-      job = _job('pipelines.stream_predict', flags, log)
-      third = _requests(80, 20)
-      stream_faults.publish(names['requests'][0], _payloads(third))
-      requests += third
-      assert collector.until(_all_predicted(requests, names), WAIT_S * 2,
-                             quiet_s=5)
-    finally:
-      if job.poll() is None:
-        _kill(job)
+  requests = _killed_and_restarted(
+      lambda log: _job('pipelines.stream_predict', flags, log),
+      names['requests'][0], _requests, collector, names['predictions'][1],
+      lambda requests: _all_predicted(requests, names), tmp_path, run)
   figures = _predict_tally(requests, collector, names, tiny_model_dir)
   record('stream_predict killed (SIGKILL) and started again', figures)
   assert figures.lost == 0 and figures.differing == 0
