@@ -31,10 +31,17 @@ def make_topics(project, names, ack_deadline_s=10):
   return out
 
 
-def publish(topic, payloads):
-  """Publishes bytes payloads (a publish during an outage waits for it)."""
+def publish(topic, payloads, interval_s=0.0):
+  """Publishes bytes payloads (a publish during an outage waits for it);
+  with `interval_s`, one at a time, that far apart: a trickle, for a fault
+  to strike mid-stream."""
   from google.cloud import pubsub_v1
   publisher = pubsub_v1.PublisherClient()
+  if interval_s:
+    for p in payloads:
+      publisher.publish(topic, p).result(timeout=300)
+      time.sleep(interval_s)
+    return
   for future in [publisher.publish(topic, p) for p in payloads]:
     future.result(timeout=300)
 

@@ -1,11 +1,12 @@
-"""Pub/Sub failing under a running streaming job (moderate; stream_predict
-adds a STREAMING_JOBS entry): the emulator stopped and started again, the
-job killed and started again on the same subscription.
+"""Pub/Sub failing under a running streaming job (moderate, stream_predict):
+the emulator stopped and started again, the job killed and started again on
+the same subscription.
 
 Locally a message is acknowledged once its outcome is published
 (pipelines/local_acks.py), so nothing is lost; redeliveries are found by
-comment_id (the rule's state), so nothing is decided twice while the job
-runs. A killed job forgets its state: what it had published but not yet
+comment_id (moderate's rule state) or by key (stream_predict's dedup
+window), so nothing is decided or predicted twice while the job runs. A
+killed job forgets its state: what it had published but not yet
 acknowledged comes again and is decided again (counted, docs/reliability.md).
 """
 import json
@@ -23,8 +24,10 @@ from harness import pubsub as pubsub_harness
 from harness import standins
 from harness import stream_faults
 from harness.fault_figures import record
+from models.runtime import predictor
 from pipelines import local_acks
 from pipelines import moderate
+from pipelines import stream_predict
 from transforms.moderation import outcomes
 
 FORMS = ['Obama', 'President Obama', 'Barack Obama', 'Merkel', 'the weather']
@@ -85,14 +88,34 @@ def _flags(names, lateness_s=LATENESS_S):
           '--allowed_lateness', str(lateness_s)]
 
 
-def _all_out(comments, names):
-  ids = {c['comment_id'] for c in comments}
+def _send(topic, messages, sent):
+  """Publishes `messages` (dicts, as JSON) and adds them to `sent`."""
+  stream_faults.publish(topic, _payloads(messages))
+  sent += messages
+
+
+def _all_out(ids, outputs, dead, output_id):
+  """Whether every id has an output on subscription `outputs` or a dead
+  letter on `dead`."""
+  ids = set(ids)
 
   def done(received):
-    seen = {d['comment_id'] for d in received[names['decisions'][1]]}
-    seen |= {d['key'] for d in received[names['dead'][1]]}
+    seen = {output_id(d) for d in received[outputs]}
+    seen |= {d['key'] for d in received[dead]}
     return ids <= seen
   return done
+
+
+def _all_decided(comments, names):
+  return _all_out([c['comment_id'] for c in comments], names['decisions'][1],
+                  names['dead'][1], lambda d: d['comment_id'])
+
+
+def _cancel(result):
+  # cancel() can block while a Pub/Sub pull is in flight: bound it.
+  canceller = threading.Thread(target=result.cancel, daemon=True)
+  canceller.start()
+  canceller.join(timeout=60)
 
 
 def test_outcomes_acknowledge_their_messages_and_nothing_else(emulator):
@@ -137,25 +160,18 @@ def test_the_emulator_stopped_under_moderate_loses_and_doubles_nothing(
   result = moderate.run(_flags(names), wait=False)
   comments = []
   try:
-    before = _comments(0, 30)
-    stream_faults.publish(names['comments'][0], _payloads(before))
-    comments += before
+    _send(names['comments'][0], _comments(0, 30), comments)
     collector.until(lambda r: len(r[names['decisions'][1]]) >= 10, WAIT_S)
-    during = _comments(30, 30)  # read, then held for the allowed lateness
-    stream_faults.publish(names['comments'][0], _payloads(during))
-    comments += during
+    # read, then held for the allowed lateness
+    _send(names['comments'][0], _comments(30, 30), comments)
     time.sleep(0.5)
     emulator.pause()
     time.sleep(outage_s)
     emulator.resume()
-    after = _comments(60, 20)
-    stream_faults.publish(names['comments'][0], _payloads(after))
-    comments += after
-    assert collector.until(_all_out(comments, names), WAIT_S, quiet_s=3)
+    _send(names['comments'][0], _comments(60, 20), comments)
+    assert collector.until(_all_decided(comments, names), WAIT_S, quiet_s=3)
   finally:
-    canceller = threading.Thread(target=result.cancel, daemon=True)
-    canceller.start()
-    canceller.join(timeout=60)
+    _cancel(result)
   figures = _tally(comments, collector, names, _replay(tmp_path, comments))
   record(f'Pub/Sub emulator stopped {outage_s} s under moderate', figures)
   assert figures.lost == 0 and figures.decided_twice == 0
@@ -163,16 +179,50 @@ def test_the_emulator_stopped_under_moderate_loses_and_doubles_nothing(
   assert set(figures.dead_by_reason) <= {'duplicate'}
 
 
-def _job(names, log):
-  """moderate in a process of its own (to be killed). Its allowed lateness
-  covers the restart: the local watermark is the wall clock, so comments
-  redelivered to the new job would otherwise be `late`."""
+def _job(module, flags, log):
+  """A streaming job in a process of its own (to be killed)."""
   return subprocess.Popen(
-      [sys.executable, '-m', 'pipelines.moderate',
-       *_flags(names, RESTART_LATENESS_S)],
+      [sys.executable, '-m', module, *flags],
       cwd=standins.REPO, stdout=log, stderr=subprocess.STDOUT,
       env={**os.environ, 'PYTHONPATH': str(standins.REPO)},
       start_new_session=True)
+
+
+def _kill(job):
+  os.killpg(job.pid, signal.SIGKILL)
+  job.wait(30)
+
+
+def _killed_and_restarted(start, topic, make, collector, outputs, all_out,
+                          tmp_path, run):
+  """A job (`start(log)` -> its process) SIGKILLed and started again on the
+  same subscription: 40 messages (`make(first, count)`) published, 40 more
+  (read, and held or answered, when it dies) and the kill 0.3 * run s later,
+  20 more to the new job. Returns the 100 once `all_out(them)` holds on
+  `collector` (`outputs`: the subscription of the job's outputs)."""
+  messages = []
+  with open(tmp_path / 'job.log', 'ab') as log:
+    job = start(log)
+    try:
+      _send(topic, make(0, 40), messages)
+      collector.until(lambda r: len(r[outputs]) >= 10 + run * 5, WAIT_S)
+      _send(topic, make(40, 40), messages)
+      time.sleep(0.3 * run)
+      _kill(job)
+      job = start(log)
+      _send(topic, make(80, 20), messages)
+      assert collector.until(all_out(messages), WAIT_S * 2, quiet_s=5)
+    finally:
+      if job.poll() is None:
+        _kill(job)
+  return messages
+
+
+def _moderate_job(names, log):
+  """moderate's allowed lateness covers the restart: the local watermark is
+  the wall clock, so comments redelivered to the new job would otherwise be
+  `late`."""
+  return _job('pipelines.moderate', _flags(names, RESTART_LATENESS_S), log)
 
 
 @pytest.mark.faults
@@ -183,31 +233,123 @@ def test_moderate_killed_and_started_again_loses_nothing(emulator, tmp_path,
                                                       'dead'])
   collector = stream_faults.Collector([names['decisions'][1],
                                        names['dead'][1]])
-  comments = []
-  with open(tmp_path / 'job.log', 'ab') as log:
-    job = _job(names, log)
-    try:
-      first = _comments(0, 40)
-      stream_faults.publish(names['comments'][0], _payloads(first))
-      comments += first
-      collector.until(lambda r: len(r[names['decisions'][1]]) >= 10 + run * 5,
-                      WAIT_S)
-      second = _comments(40, 40)  # read and held when the job dies
-      stream_faults.publish(names['comments'][0], _payloads(second))
-      comments += second
-      time.sleep(0.3 * run)
-      os.killpg(job.pid, signal.SIGKILL)
-      job.wait(30)
-      job = _job(names, log)
-      third = _comments(80, 20)
-      stream_faults.publish(names['comments'][0], _payloads(third))
-      comments += third
-      assert collector.until(_all_out(comments, names), WAIT_S * 2,
-                             quiet_s=5)
-    finally:
-      if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
+  comments = _killed_and_restarted(
+      lambda log: _moderate_job(names, log), names['comments'][0], _comments,
+      collector, names['decisions'][1],
+      lambda comments: _all_decided(comments, names), tmp_path, run)
   figures = _tally(comments, collector, names, _replay(tmp_path, comments))
   record('moderate killed (SIGKILL) and started again', figures)
   assert figures.lost == 0
+
+
+# stream_predict: the same faults; its outcomes are predictions keyed by the
+# client key, its redeliveries `duplicate_key` dead letters (--dedup_window,
+# 600 s of event time by default, covers them).
+TEXTS = ['great film', 'awful acting', 'loved it', 'a dull mess',
+         'wonderful story and superb cast', 'boring']
+
+
+def _requests(first, count):
+  return [{'key': f'r{i:03d}', 'text': f'{TEXTS[i % len(TEXTS)]} {i}'}
+          for i in range(first, first + count)]
+
+
+def _predict_topics(prefix):
+  return stream_faults.make_topics(prefix, ['requests', 'predictions', 'dead'])
+
+
+def _predict_flags(names, model_dir):
+  return ['--input_subscription', names['requests'][1],
+          '--output_topic', names['predictions'][0],
+          '--dead_letter_topic', names['dead'][0],
+          '--model_dir', str(model_dir), '--feature_map', 'reviews=text',
+          '--batch_size', '8', '--max_batch_wait_ms', '100']
+
+
+def _probability(prediction):
+  return round(prediction['positive_review_probability'], 5)
+
+
+def _predict_tally(requests, collector, names, model_dir):
+  """The run against the model's own predictions of the same texts."""
+  replay = dict(zip([r['key'] for r in requests], map(
+      _probability, predictor.load(str(model_dir)).predict(
+          [r['text'] for r in requests]))))
+  return stream_faults.tally(
+      [r['key'] for r in requests],
+      collector.received[names['predictions'][1]],
+      collector.received[names['dead'][1]],
+      lambda p: p['key'], lambda p: _probability(p['predictions']), replay)
+
+
+def _all_predicted(requests, names):
+  return _all_out([r['key'] for r in requests], names['predictions'][1],
+                  names['dead'][1], lambda p: p['key'])
+
+
+def _predict_collector(names):
+  return stream_faults.Collector([names['predictions'][1], names['dead'][1]])
+
+
+@pytest.mark.parametrize('outage_s', [
+    12,  # over the subscription's 10 s ack deadline, inside the job's lease
+    pytest.param(45, marks=pytest.mark.faults),  # past the 20 s lease too
+])
+def test_the_emulator_stopped_under_stream_predict_predicts_every_key_once(
+    emulator, tiny_model_dir, outage_s):
+  names = _predict_topics(f'predict-outage{outage_s}')
+  collector = _predict_collector(names)
+  result = stream_predict.run(_predict_flags(names, tiny_model_dir),
+                              wait=False)
+  requests = []
+  try:
+    _send(names['requests'][0], _requests(0, 30), requests)
+    collector.until(lambda r: len(r[names['predictions'][1]]) >= 10, WAIT_S)
+    # A trickle that the outage interrupts, so that it strikes mid-stream:
+    # stream_predict answers a burst within a second, before the outage.
+    during = _requests(30, 30)
+    requests += during
+    trickle = threading.Thread(target=stream_faults.publish, args=(
+        names['requests'][0], _payloads(during), 0.05), daemon=True)
+    trickle.start()
+    time.sleep(0.75)
+    emulator.pause()
+    time.sleep(outage_s)
+    emulator.resume()
+    trickle.join(timeout=WAIT_S)
+    _send(names['requests'][0], _requests(60, 20), requests)
+    assert collector.until(_all_predicted(requests, names), WAIT_S,
+                           quiet_s=3)
+  finally:
+    _cancel(result)
+  figures = _predict_tally(requests, collector, names, tiny_model_dir)
+  record(f'Pub/Sub emulator stopped {outage_s} s under stream_predict',
+         figures)
+  assert figures.lost == 0 and figures.decided_twice == 0
+  assert figures.outputs == len(requests) and figures.differing == 0
+  # Every redelivered copy is a duplicate_key dead letter: messages
+  # delivered = predictions + dead letters.
+  dead = collector.received[names['dead'][1]]
+  assert {d['reason'] for d in dead} <= {'duplicate_key'}
+  assert len(dead) == figures.duplicates
+  assert len(collector.received[names['predictions'][1]]) == len(requests)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize('run', range(3))
+def test_stream_predict_killed_and_started_again_loses_nothing(
+    emulator, tiny_model_dir, tmp_path, run):
+  names = _predict_topics(f'predict-restart{run}')
+  collector = _predict_collector(names)
+  flags = _predict_flags(names, tiny_model_dir)
+  requests = _killed_and_restarted(
+      lambda log: _job('pipelines.stream_predict', flags, log),
+      names['requests'][0], _requests, collector, names['predictions'][1],
+      lambda requests: _all_predicted(requests, names), tmp_path, run)
+  figures = _predict_tally(requests, collector, names, tiny_model_dir)
+  record('stream_predict killed (SIGKILL) and started again', figures)
+  assert figures.lost == 0 and figures.differing == 0
+  assert figures.outputs == len(requests)
+  # The dedup state died with the process: a copy redelivered to the new
+  # job is predicted again (counted in decided_twice), not dead-lettered.
+  assert set(figures.dead_by_reason) <= {'duplicate_key'}
