@@ -85,22 +85,10 @@ FLAGS = (
          help='The model output to evaluate (e.g. positive_review_probability '
          'or source). A number in [0, 1] is a binary positive-class '
          'probability, a string a class label. Default: the only output.'),
-    Flag('label_field', default='groundtruth',
-         help='The ground-truth rows\' field holding the label.'),
     Flag('threshold', type=float, default=0.5,
          help='Binary models: probability >= threshold predicts '
          '--positive_label, else --negative_label.'),
-    Flag('positive_label', default='positive',
-         help='Binary models: the class a high probability predicts.'),
-    Flag('negative_label', default='negative',
-         help='Binary models: the class a low probability predicts.'),
-    Flag('label_set',
-         help='The classes, comma-separated, for a multi-class model (e.g. '
-         'github,nytimes,techcrunch). Default: --positive_label and '
-         '--negative_label. A label is matched exactly, else ignoring case '
-         'and surrounding spaces; true/false are the positive/negative '
-         'label; any other label is an unknown_label dead letter. (Not '
-         '--labels: that is Beam\'s flag for Dataflow job labels.)'),
+) + inputs.LABELS + (
     Flag('time_slices', default=','.join(TIME_SLICES),
          help='Calendar slices (UTC), comma-separated from: '
          f'{", ".join(TIME_SLICES)}.'),

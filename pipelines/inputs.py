@@ -16,6 +16,25 @@ from transforms.keyed import keys
 from transforms.keyed.features import DEFAULT_MAX_TEXT_BYTES
 from transforms.keyed.keyed_input import KeyedInputConfig
 
+# The labels of the evaluation job and of stream_predict's accuracy gate, read
+# by one rule (transforms.evaluation.rows.LabelRule).
+LABELS = (
+    Flag('label_field', default='groundtruth',
+         help='The field of a label row (or message) holding the label.'),
+    Flag('positive_label', default='positive',
+         help='Binary models: the class a high probability (a true '
+         'decision) predicts.'),
+    Flag('negative_label', default='negative',
+         help='Binary models: the class a low probability predicts.'),
+    Flag('label_set',
+         help='The classes, comma-separated, for a multi-class model (e.g. '
+         'github,nytimes,techcrunch), in the order of a list output. '
+         'Default: --positive_label and --negative_label. A label is matched '
+         'exactly, else ignoring case and surrounding spaces; true/false are '
+         'the positive/negative label; any other label is unknown. (Not '
+         '--labels: that is Beam\'s flag for Dataflow job labels.)'),
+)
+
 KEYED_INPUT = (
     Flag('input_format', choices=sources.FORMATS,
          help='Input format; inferred from the file extension when omitted.'),

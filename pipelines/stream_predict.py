@@ -141,17 +141,7 @@ GATE = (
          help='Pub/Sub subscription of labels, JSON {"key", <label_field>}: '
          'once --min_labelled shadowed messages are labelled, accuracy '
          'replaces agreement in the gate. Needs --watch_models.'),
-    Flag('label_field', default='groundtruth',
-         help='The label messages\' field holding the label.'),
-    Flag('positive_label', default='positive',
-         help='With labels, the class a true decision (value >= '
-         '--decision_threshold) predicts, as in pipelines.evaluate.'),
-    Flag('negative_label', default='negative',
-         help='With labels, the class a false decision predicts.'),
-    Flag('label_set',
-         help='With labels, the classes, comma-separated, in the order of a '
-         'list output (its argmax names one); labels read as in '
-         'pipelines.evaluate. Default: the positive and negative label.'),
+) + inputs.LABELS + (
     Flag('min_labelled', type=int, default=100,
          help='Labelled shadowed messages before accuracy counts; with fewer '
          'the gate decides on agreement and its event says so.'),
