@@ -45,6 +45,7 @@ from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
 from transforms.evaluation.evaluate import Evaluate
 from transforms.evaluation.rows import METRICS_NAMESPACE
+from transforms.evaluation.rows import check_classes
 from transforms.io import bigquery
 from transforms.io import pubsub
 from transforms.io import sinks
@@ -196,14 +197,9 @@ def _label_settings(options):
   """The EvaluationConfig fields of the classes, from the label flags."""
   if not 0.0 <= options.threshold <= 1.0:
     raise launch.UsageError('--threshold', 'must be in [0, 1]')
-  if options.positive_label == options.negative_label:
-    raise launch.UsageError('--negative_label',
-                            'must differ from --positive_label')
   label_set = _names(options.label_set)
-  if label_set and len(set(label_set)) != len(label_set):
-    raise launch.UsageError('--label_set', 'names a class twice')
-  if len(label_set) == 1:
-    raise launch.UsageError('--label_set', 'name at least two classes')
+  with launch.flag_names():
+    check_classes(options.positive_label, options.negative_label, label_set)
   return {'threshold': options.threshold,
           'positive_label': options.positive_label,
           'negative_label': options.negative_label, 'label_set': label_set}

@@ -42,8 +42,9 @@ import math
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from common.unicode_text import has_lone_surrogate
 from common import feature_stats
+from common.config_error import ConfigError
+from common.unicode_text import has_lone_surrogate
 from transforms.dead_letter import reject
 from transforms.evaluation.config import parse_window_spec
 from transforms.evaluation.config import to_utc
@@ -61,6 +62,19 @@ class BadValue(ValueError):
 
 class UnknownLabel(BadValue):
   """A class label that names none of the run's classes."""
+
+
+def check_classes(positive_label, negative_label, label_set):
+  """Raises ConfigError unless LabelRule can tell the classes apart: the
+  binary pair differs, and a label set names two classes or more, each
+  once. (The evaluation job and stream_predict's accuracy gate both read
+  labels by LabelRule.)"""
+  if positive_label == negative_label:
+    raise ConfigError('negative_label', 'must differ from --positive_label')
+  if len(set(label_set)) != len(label_set):
+    raise ConfigError('label_set', 'names a class twice')
+  if len(label_set) == 1:
+    raise ConfigError('label_set', 'name at least two classes')
 
 
 class LabelRule:

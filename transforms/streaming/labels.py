@@ -22,9 +22,9 @@ import logging
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from common.config_error import ConfigError
 from transforms.evaluation.rows import BadValue
 from transforms.evaluation.rows import LabelRule
+from transforms.evaluation.rows import check_classes
 
 METRICS_NAMESPACE = 'model_gate'
 KEY_FIELD = 'key'
@@ -42,12 +42,7 @@ class LabelConfig:
   label_set: tuple = ()
 
   def __post_init__(self):
-    if self.positive_label == self.negative_label:
-      raise ConfigError('negative_label', 'must differ from --positive_label')
-    if len(set(self.label_set)) != len(self.label_set):
-      raise ConfigError('label_set', 'names a class twice')
-    if len(self.label_set) == 1:
-      raise ConfigError('label_set', 'name at least two classes')
+    check_classes(self.positive_label, self.negative_label, self.label_set)
 
   @property
   def classes(self):
