@@ -186,6 +186,12 @@ def _check_flags(args):
                             'and/or --dead_letter (files)')
   model.check_counts(args)
   outputs.check_bigquery_write(args)
+  outputs.check_writable('--output', args.output)
+  if args.dead_letter or args.output:
+    outputs.check_writable('--dead_letter' if args.dead_letter else '--output',
+                           outputs.dead_letter_prefix(args))
+  for flag in ('prediction_log', 'model_events'):
+    outputs.check_writable(f'--{flag}', getattr(args, flag))
   for flag in ('file_window', 'max_batch_wait_ms'):
     if getattr(args, flag) <= 0:
       raise launch.UsageError(f'--{flag}', 'must be positive')

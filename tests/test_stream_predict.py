@@ -224,6 +224,14 @@ LABELLED = GATED + ['--labels_subscription', SUB + 'l']
     (LABELLED + ['--negative_label', 'positive'], '--negative_label'),
     (LABELLED + ['--min_labelled', '0'], '--min_labelled'),
     (LABELLED + ['--shadow_min_examples', '50'], '--min_labelled'),
+    # Outputs that cannot be written: one line when the job is built.
+    (['--output', '/proc/predictions'], '--output'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter', '/sys/dead'],
+     '--dead_letter'),
+    (['--output_topic', TOPIC + 'o', '--dead_letter_topic', TOPIC + 'd',
+      '--prediction_log', '/proc/log'], '--prediction_log'),
+    (GATED[:4] + ['--watch_models', 'models/*', '--model_events',
+                  '/proc/events'], '--model_events'),
 ])
 def test_a_bad_command_line_is_one_line_and_exit_2(tiny_model_dir, capsys,
                                                    extra, flag):
