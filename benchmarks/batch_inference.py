@@ -2,6 +2,7 @@
 
   raw      a plain Python loop calling the SavedModel signature on batches
            (texts already in memory; the limit on this machine)
+  raw_1c   raw pinned to one core (as ours_1c): the one-core limit
   stock    Beam's stock RunInference + TFModelHandlerTensor, set up the way
            Beam's docs show (read JSONL, key, one tf.constant per element,
            KeyedModelHandler, write JSONL), with the two changes it needs to
@@ -15,11 +16,15 @@
   ours_1c  ours pinned to one core (CPU affinity, set before TensorFlow or
            Beam is imported; batch_predict then sizes its defaults for one
            core):
-           ours / ours_1c is what the second core buys
+           ours / ours_1c is what the second core buys, ours_1c / raw_1c
+           what the pipeline costs on one core
   ours_2w  the same with --direct_num_workers=2 (which batch_predict runs
            as two worker threads in one process: pipelines/launch.py)
   ours_2p  the same with --direct_num_workers=2
-           --direct_running_mode=multi_processing (two worker processes)
+           --direct_running_mode=multi_processing (two worker processes,
+           Dataflow's shape: a process per core), which by default share
+           one model (--share_model auto)
+  ours_2p_copies  ours_2p with --share_model=false: a model per process
 
 Same model, same data, same batch size. Every variant runs in a fresh
 process; rates count from pipeline construction (or, for `raw`, from the
@@ -30,7 +35,7 @@ shared; the table shows medians.
 
   python -m benchmarks.batch_inference [--sizes 20000,200000,1000000]
       [--repeats 2] [--repeats_1m 1]
-      [--variants raw,stock,ours,ours_1c,ours_2w,ours_2p]
+      [--variants raw,raw_1c,stock,ours,ours_1c,ours_2w,ours_2p,ours_2p_copies]
 
 The last line printed is one JSON object with the figures.
 """
@@ -45,12 +50,18 @@ import time
 from benchmarks import common
 
 MODEL_DIR = 'data/models/sentiment/1'
-VARIANTS = ('raw', 'stock', 'ours', 'ours_1c', 'ours_2w', 'ours_2p')
+VARIANTS = ('raw', 'raw_1c', 'stock', 'ours', 'ours_1c', 'ours_2w', 'ours_2p',
+            'ours_2p_copies')
+PINNED = ('raw_1c', 'ours_1c')
+TWO_PROCESSES = ['--direct_num_workers=2',
+                 '--direct_running_mode=multi_processing']
 WORKER_FLAGS = {
     'ours': [], 'ours_1c': [], 'ours_2w': ['--direct_num_workers=2'],
-    'ours_2p': ['--direct_num_workers=2',
-                '--direct_running_mode=multi_processing']}
-TARGETS = {'ours/raw at 200k': 0.8, 'ours/stock': 2.0, 'ours_2w/ours': 1.6}
+    'ours_2p': TWO_PROCESSES,
+    'ours_2p_copies': TWO_PROCESSES + ['--share_model=false']}
+TARGETS = {'ours/raw at 20k': 0.7, 'ours/raw at 200k': 0.95,
+           'ours/raw at 1M': 1.0, 'ours/stock': 2.0, 'ours_1c/raw_1c': 0.9,
+           'ours_2p/ours at 200k': 0.9, 'ours_2p RSS/ours RSS': 1.3}
 
 
 def child_raw(pattern, batch_size, model_dir):
@@ -112,12 +123,12 @@ def child_ours(pattern, batch_size, model_dir, output, worker_flags):
 
 
 def run_child(args):
-  if args.child == 'ours_1c':
+  if args.child in PINNED:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   output_dir = tempfile.mkdtemp(prefix='bench-out-', dir=common.SCRATCH)
   output = os.path.join(output_dir, 'predictions')
   try:
-    if args.child == 'raw':
+    if args.child in ('raw', 'raw_1c'):
       figures = child_raw(args.input, args.batch_size, args.model_dir)
     elif args.child == 'stock':
       figures = child_stock(args.input, args.batch_size, args.model_dir, output)
@@ -186,28 +197,26 @@ def main(argv=None):
     } for v in chosen}
 
   rows, ratios = [], {}
+  ratio_names = ('ours/raw', 'ours/stock', 'ours/ours_1c', 'ours_1c/raw_1c',
+                 'ours_2w/ours', 'ours_2p/ours', 'ours_2p RSS/ours RSS',
+                 'ours_2p_copies/ours')
   for n, by_variant in results.items():
     rate = {v: by_variant[v]['records_per_s'] for v in by_variant}
+    rss = {v: by_variant[v]['peak_rss_mb'] for v in by_variant}
 
-    def ratio(a, b):
-      return round(rate[a] / rate[b], 2) if a in rate and b in rate else None
-    ratios[n] = {'ours/raw': ratio('ours', 'raw'),
-                 'ours/stock': ratio('ours', 'stock'),
-                 'ours_2w/raw': ratio('ours_2w', 'raw'),
-                 'ours_2w/stock': ratio('ours_2w', 'stock'),
-                 'ours/ours_1c': ratio('ours', 'ours_1c'),
-                 'ours_2w/ours': ratio('ours_2w', 'ours'),
-                 'ours_2p/ours': ratio('ours_2p', 'ours')}
+    def ratio(a, b, of=rate):
+      return round(of[a] / of[b], 2) if a in of and b in of else None
+    ratios[n] = {name: ratio(*name.replace(' RSS', '').split('/'),
+                             of=rss if 'RSS' in name else rate)
+                 for name in ratio_names}
     rows.append([f'{n:,}'] + [
-        f'{rate[v]:,} ({by_variant[v]["peak_rss_mb"]:,} MB)' if v in rate
-        else 'not run' for v in variants
-    ] + [ratios[n][k] for k in ('ours/raw', 'ours/stock', 'ours/ours_1c',
-                                'ours_2w/ours', 'ours_2p/ours')])
+        f'{rate[v]:,} ({rss[v]:,} MB)' if v in rate else 'not run'
+        for v in variants
+    ] + [ratios[n][k] for k in ratio_names])
   print()
   print(common.table(
       ['records'] + [f'{v} rec/s (peak RSS)' for v in variants] +
-      ['ours/raw', 'ours/stock', 'ours/ours_1c', 'ours_2w/ours',
-       'ours_2p/ours'], rows))
+      list(ratio_names), rows))
   print(json.dumps({
       'workload': 'batch_inference', 'batch_size': args.batch_size,
       'repeats': args.repeats, 'repeats_1m': args.repeats_1m,

@@ -80,7 +80,7 @@ LOG_TIME = Flag(
     'record without a usable time is logged at the run\'s time and counted.')
 FLAGS = (SOURCES + inputs.KEYED_INPUT + model.MODEL + SINKS +
          model.PREDICTION_LOG + (LOG_TIME, model.INFERENCE_THREADS,
-                                 outputs.NUM_SHARDS))
+                                 model.SHARE_MODEL, outputs.NUM_SHARDS))
 Options = flags.options_class('BatchPredict', FLAGS)
 
 
@@ -121,7 +121,9 @@ class Job:
     self.feature_map = model.feature_map(args.feature_map, self.signature)
     inputs.check_fields(patterns, input_format, self.input.key_rule,
                         model.input_fields(self.signature, self.feature_map))
-    self.handler = model.handler(args, self.signature, self.feature_map)
+    self.handler = model.handler(
+        args, self.signature, self.feature_map,
+        share_across_processes=model.shares_model(args, options))
     self.model_name = model.model_name(args)
     self.passthrough = split_list(args.passthrough_fields)
     self.threads = (args.inference_threads if args.inference_threads is not None
@@ -139,6 +141,7 @@ def build(pipeline, job):
   one kept, validated) and rejoin as prediction lines before the sink.
   """
   args = job.args
+  local_runner.host_shared_model(pipeline, job.handler)
   keyed = pipeline | 'Keyed input' >> KeyedInput(
       job.input, job.signature.inputs, job.feature_map)
   input_fields = {name: job.feature_map.get(name, name)

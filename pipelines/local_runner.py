@@ -46,6 +46,7 @@ What each bought: benchmarks/optimisations.md.
 import datetime
 import logging
 import os
+import threading
 import time
 
 import apache_beam as beam
@@ -115,6 +116,33 @@ def _check_runner(runner):
     known = str(e).partition('Valid values are ')[2]
     raise launch.UsageError('--runner', f'unknown runner {runner!r}' + (
         f'; Beam knows {known}' if known else f': {e}')) from None
+
+
+def host_shared_model(pipeline, handler):
+  """In a local multi-process run whose model is shared (--share_model),
+  the launcher loads the model and serves it to the worker processes: it
+  has imported TensorFlow already to check the model, so no worker imports
+  it or holds a copy. The load runs in a thread while the workers start
+  (other processes: it costs them nothing); a worker needing the model
+  first waits on Beam's lock for it. Elsewhere (Dataflow) the first worker
+  process of each machine to need the model hosts it, as Beam does by
+  itself. Call while building the pipeline, before it runs."""
+  options = pipeline.options
+  if not (handler.share_model_across_processes() and is_local(options) and
+          options.view_as(DirectOptions).direct_running_mode ==
+          'multi_processing'):
+    return
+  from apache_beam.ml.inference import base  # pylint: disable=import-outside-toplevel
+  from apache_beam.utils import multi_process_shared  # pylint: disable=import-outside-toplevel
+  # The tags RunInference acquires the model under (model_identifier +
+  # copy number): Beam's own naming, so both sides agree.
+  # pylint: disable-next=protected-access
+  for tag in base._get_tags_for_copies(handler.model_tag,
+                                       handler.model_copies()):
+    shared = multi_process_shared.MultiProcessShared(
+        handler.load_model, tag=tag, always_proxy=True)
+    threading.Thread(target=shared.acquire, name=f'host-{tag}',
+                     daemon=True).start()
 
 
 def fast_pubsub(pipeline, flag=True):

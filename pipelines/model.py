@@ -35,6 +35,14 @@ INFERENCE_THREADS = Flag(
     'model with the Python steps (0: one at a time, in the worker thread). '
     'Default: on local runners one more than the CPU cores, at most 4; on '
     'distributed runners 0.')
+SHARE_MODEL = Flag(
+    'share_model', choices=('auto', 'true', 'false'), default='auto',
+    help='Load the model once per machine and serve it to every worker '
+    'process there (Beam\'s large_model / multi_process_shared), instead of '
+    'a copy per process. auto (default): on where the runner starts several '
+    'worker processes per machine (--direct_running_mode=multi_processing '
+    'with --direct_num_workers above 1; Dataflow, one process per vCPU), '
+    'off where one process holds the model anyway.')
 PREDICTION_LOG = (
     Flag('model_name',
          help='Model name recorded in the prediction log (default: derived '
@@ -107,6 +115,25 @@ def check_files(model_dir):
     return model_files.verify(sigs.resolve_model_dir(model_dir))
   except model_files.ModelFilesError as e:
     raise launch.UsageError('--model_dir', str(e))
+
+
+def shares_model(args, options):
+  """Whether this job's model is shared by the worker processes of a
+  machine (--share_model; see its help for `auto`)."""
+  if args.share_model != 'auto':
+    return args.share_model == 'true'
+  from apache_beam.options.pipeline_options import DebugOptions  # pylint: disable=import-outside-toplevel
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
+  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=import-outside-toplevel
+  runner = options.view_as(StandardOptions).runner
+  name = runner if isinstance(runner, str) else type(runner).__name__
+  if name and name.split('.')[-1] in ('DataflowRunner', 'TestDataflowRunner'):
+    # Dataflow runs one SDK process per vCPU unless told otherwise.
+    return not options.view_as(DebugOptions).lookup_experiment(
+        'no_use_multiple_sdk_containers')
+  direct = options.view_as(DirectOptions)
+  return (direct.direct_running_mode == 'multi_processing' and
+          direct.direct_num_workers != 1)
 
 
 def handler(args, signature, features, **batching):

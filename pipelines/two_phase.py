@@ -84,6 +84,7 @@ FLAGS = (
     Flag('phase2_batch_size', type=int, default=PHASE2_BATCH_SIZE,
          help=f'Records per phase-2 call (default: {PHASE2_BATCH_SIZE}).'),
     model.INFERENCE_THREADS,
+    model.SHARE_MODEL,
     Flag('replay_pending', switch=True,
          help='--input holds pending records from an earlier run: send them '
          'through phase 2 alone (phase 1 is not run again).'),
@@ -184,7 +185,8 @@ class Job:
             args.phase2_model_dir, [args.phase2_input],
             signature=args.phase2_signature, feature_map=self.feature_map,
             model_version=sigs.default_model_version(args.phase2_model_dir),
-            batch_size=args.phase2_batch_size))
+            batch_size=args.phase2_batch_size,
+            share_across_processes=model.shares_model(args, options)))
     self.threads = (args.inference_threads if args.inference_threads is not None
                     else default_threads(self.local))
     # '_pending', not '-pending': when the decisions are finalized, Beam
@@ -209,6 +211,8 @@ def build(pipeline, job):
   if job.phase2_unavailable:
     logging.warning('phase 2 unavailable (%s): forwarded records go to '
                     'pending', job.phase2_unavailable)
+  else:
+    local_runner.host_shared_model(pipeline, job.phase2_handler)
 
   def phase2(label):
     return f'Phase 2{label}' >> cascade.Phase2(

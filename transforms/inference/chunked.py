@@ -99,6 +99,12 @@ class ChunkModelHandler(ModelHandler):
   def update_model_path(self, model_path=None):
     self._handler.update_model_path(model_path)
 
+  def share_model_across_processes(self):
+    return self._handler.share_model_across_processes()
+
+  def model_copies(self):
+    return self._handler.model_copies()
+
   def should_skip_batching(self):
     return True
 
@@ -163,8 +169,10 @@ class RunChunkInference(beam.PTransform):
   def expand(self, chunks):
     threads = (self._threads
                if isinstance(chunks.windowing.windowfn, GlobalWindows) else 0)
+    shared = self._handler.share_model_across_processes()
     results = chunks | 'RunInference' >> RunInference(
-        ChunkModelHandler(self._handler, threads))
+        ChunkModelHandler(self._handler, threads),
+        model_identifier=self._handler.model_tag if shared else None)
     if not threads:
       return results
     return results | 'Await results' >> beam.ParDo(_AwaitChunks(2 * threads))

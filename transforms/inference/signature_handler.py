@@ -13,6 +13,7 @@ elements of that batch still get predictions and only the bad one carries an
 """
 import copy
 import typing
+import uuid
 
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
@@ -65,22 +66,36 @@ class SignatureModelHandler(ModelHandler):
     fingerprint: the model files' fingerprint when the job was checked
       (models.runtime.model_files); a worker finding other files refuses
       to load them.
+    share_across_processes: one model per machine, served to every worker
+      process of the machine (Beam's `large_model`: RunInference then loads
+      it through multi_process_shared and calls it through a proxy), rather
+      than one copy per process.
   """
 
   def __init__(self, model_dir, input_names, signature=DEFAULT_SIGNATURE,
                feature_map=None, model_version=None,
                batch_size=DEFAULT_BATCH_SIZE, min_batch_size=None,
-               max_batch_duration_secs=None, fingerprint=None):
+               max_batch_duration_secs=None, fingerprint=None,
+               share_across_processes=False):
     super().__init__(
         min_batch_size=min_batch_size or batch_size,
         max_batch_size=batch_size,
-        max_batch_duration_secs=max_batch_duration_secs)
+        max_batch_duration_secs=max_batch_duration_secs,
+        large_model=share_across_processes)
     feature_map = feature_map or {}
     self._model_dir = model_dir
     self._signature = signature
     self._fields = [(name, feature_map.get(name, name)) for name in input_names]
     self._model_version = model_version or model_dir
     self._fingerprint = fingerprint
+    self._model_tag = uuid.uuid4().hex
+
+  @property
+  def model_tag(self):
+    """The tag RunInference shares the loaded model under: every
+    RunInference step given this handler (a job's main and duplicate-key
+    paths) then serves from one model, in whichever process hosts it."""
+    return self._model_tag
 
   @property
   def model_dir(self):
@@ -97,6 +112,7 @@ class SignatureModelHandler(ModelHandler):
     other._model_dir = model_dir
     other._model_version = model_version
     other._fingerprint = fingerprint
+    other._model_tag = uuid.uuid4().hex
     return other
 
   def load_model(self):
