@@ -6,17 +6,21 @@ watermark timers, each timer's callback called in time order as the
 watermark advances. The DoFn's parameters are read from its signature, as a
 runner reads them (StateParam, TimerParam, TimestampParam, KeyParam), so
 any keyed stateful DoFn runs unchanged: the moderation rule and the
-streaming evaluation join both do. (A DoFn's Beam metrics are not recorded
-here: check those through a real runner.)
+streaming evaluation join both do. The Beam metrics the DoFn updates are
+kept in a metrics container of the driver's own (`counter`), as a runner's
+worker keeps them, so a DoFn's counters can be checked against its state.
 """
 import heapq
 import inspect
 
 import apache_beam as beam
+from apache_beam.metrics.execution import MetricsContainer
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.core import _StateDoFnParam
 from apache_beam.transforms.core import _TimerDoFnParam
 from apache_beam.transforms.userstate import BagStateSpec
+from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.dead_letter import DEAD_LETTER
@@ -109,6 +113,11 @@ class KeyedDriver(object):
     self.keys = {}
     self.decisions, self.dead, self.tagged = [], [], {}
     self.firings = 0
+    self.metrics = MetricsContainer('driver')
+    self._sampler = statesampler.StateSampler('driver',
+                                              counters.CounterFactory())
+    self._scope = self._sampler.scoped_state('driver', 'process',
+                                             metrics_container=self.metrics)
     self._due = []  # (fire micros, key, timer name); stale ones skipped
     self._process = _parameters(fn.process)
     specs = {s.name: s for _, kind, s in self._process if kind == 'spec'}
@@ -137,7 +146,13 @@ class KeyedDriver(object):
     for name, kind, spec in parameters:
       kwargs[name] = (state[spec.name] if kind == 'spec' else
                       timestamp if kind == 'timestamp' else key)
-    self._collect(method(*args, **kwargs))
+    previous = statesampler.get_current_tracker()
+    statesampler.set_current_tracker(self._sampler)
+    try:
+      with self._scope:
+        self._collect(method(*args, **kwargs))
+    finally:
+      statesampler.set_current_tracker(previous)
 
   def _collect(self, outputs):
     for out in outputs or ():
@@ -157,22 +172,34 @@ class KeyedDriver(object):
     """Fires every timer at or before the watermark, earliest first."""
     while self._due and self._due[0][0] <= watermark_micros:
       at, key, name = heapq.heappop(self._due)
-      timer = self.keys[key][name]
-      if timer.at != at:
+      state = self.keys.get(key)
+      if state is None or state[name].at != at:
         continue  # reset or cleared since
-      timer.at = None
+      state[name].at = None
       self.firings += 1
       callback, parameters = self._callbacks[name]
       self._call(callback, parameters, key, Timestamp(micros=at), self.fn)
+      if not self._holds(state):
+        del self.keys[key]  # as a runner drops a key's empty state
+
+  @staticmethod
+  def _holds(state):
+    return any(s.at is not None if isinstance(s, _Timer) else s.held()
+               for s in state.values())
 
   def live_keys(self):
     """Keys holding any state or timer."""
-    return {k for k, state in self.keys.items()
-            if any(s.at is not None if isinstance(s, _Timer) else s.held()
-                   for s in state.values())}
+    return {k for k, state in self.keys.items() if self._holds(state)}
 
   def state_bytes(self):
     """Bytes the runner would hold: each state cell's items, encoded by
     the state's coder."""
     return sum(s.encoded_bytes() for state in self.keys.values()
                for s in state.values() if not isinstance(s, _Timer))
+
+  def counter(self, name):
+    """The value of the Beam counter `name` (any namespace) that the DoFn
+    updated; 0 if it never did."""
+    return sum(value for key, value in
+               self.metrics.get_cumulative().counters.items()
+               if key.metric.name == name)

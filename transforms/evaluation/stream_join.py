@@ -12,6 +12,14 @@ lateness horizon passes, never longer: one that got no label by then is
 emitted unlabelled (counted, not lost). A label arriving after its key was
 flushed finds no prediction and is a dead letter (`unmatched_label`).
 
+What is held is counted as it changes, in three Beam counters that go up
+when a row enters state and down when its key is flushed, so each one's
+committed value is what all workers hold now: `keys_in_state`,
+`predictions_in_state`, `labels_in_state` (namespace `evaluation`). They
+cost an increment per row, never a scan of state, and a monitoring
+dashboard reads them as gauges of the join's state
+(benchmarks/evaluation_stream.py samples them).
+
 The emitted rows carry their prediction's event time, so the windows of
 metrics downstream hold each row where the batch job's calendar slices
 would; they reach their window after it may have closed (a prediction at
@@ -21,6 +29,7 @@ allows for (late panes refine the window's records).
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
@@ -31,6 +40,7 @@ from apache_beam.utils.timestamp import Timestamp
 from transforms.dead_letter import DEAD_LETTER
 from transforms.evaluation.join import COMPARISON
 from transforms.evaluation.join import JoinKey
+from transforms.evaluation.rows import METRICS_NAMESPACE
 
 PREDICTION, LABEL = 'p', 'l'
 PREDICTIONS = BagStateSpec('predictions', PickleCoder())
@@ -39,13 +49,17 @@ FLUSH_AT = ReadModifyWriteStateSpec('flush_at', VarIntCoder())
 FLUSH = TimerSpec('flush', TimeDomain.WATERMARK)
 
 
-class _JoinInEventTime(beam.DoFn):
+class JoinInEventTime(beam.DoFn):
   """(key, (PREDICTION | LABEL, parsed tuple)) -> the batch join's outputs,
   once per key and flush."""
 
   def __init__(self, config, lateness_s):
     self._join = JoinKey(config)
     self._lateness = int(lateness_s * 1_000_000)
+    counter = lambda name: Metrics.counter(METRICS_NAMESPACE, name)
+    self._keys_held = counter('keys_in_state')
+    self._held = {PREDICTION: counter('predictions_in_state'),
+                  LABEL: counter('labels_in_state')}
 
   def process(self, element, t=beam.DoFn.TimestampParam,
               predictions=beam.DoFn.StateParam(PREDICTIONS),
@@ -54,8 +68,11 @@ class _JoinInEventTime(beam.DoFn):
               flush=beam.DoFn.TimerParam(FLUSH)):
     _, (kind, value) = element
     (predictions if kind == PREDICTION else labels).add(value)
+    self._held[kind].inc()
     fire = t.micros + self._lateness
     current = flush_at.read()
+    if current is None:
+      self._keys_held.inc()
     if current is None or (kind == PREDICTION and fire > current):
       flush_at.write(fire)
       flush.set(Timestamp(micros=fire))
@@ -70,6 +87,10 @@ class _JoinInEventTime(beam.DoFn):
     predictions.clear()
     labels.clear()
     flush_at.clear()
+    self._keys_held.dec()
+    for kind, name in ((PREDICTION, 'predictions'), (LABEL, 'labels')):
+      if grouped[name]:
+        self._held[kind].dec(len(grouped[name]))
     for out in self._join.process((key, grouped)):
       if isinstance(out, beam.pvalue.TaggedOutput):
         yield out
@@ -95,6 +116,6 @@ class JoinLabelsInEventTime(beam.PTransform):
             lambda kv: (kv[0], (PREDICTION, kv[1]))),
          labels | 'TagLabels' >> beam.Map(lambda kv: (kv[0], (LABEL, kv[1]))))
         | 'Both' >> beam.Flatten())
-    return tagged | 'JoinInEventTime' >> beam.ParDo(_JoinInEventTime(
+    return tagged | 'JoinInEventTime' >> beam.ParDo(JoinInEventTime(
         self._config, self._lateness)).with_outputs(
             COMPARISON, DEAD_LETTER, main='scored')
