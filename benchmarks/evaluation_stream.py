@@ -1,12 +1,12 @@
 """Streaming evaluation: the state the event-time join holds over a long
 stream, and whether it stays bounded by the label lateness.
 
-The stream (harness.evaluation_stream.events): MESSAGES messages in all,
-predictions evenly over 30 days of event time (two model versions) and
+The stream (harness.evaluation_stream.events): --messages messages in
+all, predictions evenly over 30 days of event time (two model versions) and
 labels for 90% of them, each label 0-0.9 x the lateness after its
 prediction, except 5% of the labels, which come 1-2 x the lateness after
-(after their key was flushed: dead letters). So 1M messages are 526,316
-predictions and ~473,700 labels. Every message goes through the real
+(after their key was flushed: `late_label` dead letters). So 1M messages
+are 526,316 predictions and ~473,700 labels. Every message goes through the real
 parsing DoFns and the real join DoFn (transforms/evaluation/stream_join.py),
 driven the way a runner drives it (harness.keyed_state: per-key state,
 event-time timers), the watermark following event time in one-hour steps.
@@ -15,8 +15,9 @@ streaming metrics lose counter updates, so the pipeline's own figures
 cannot be read there.)
 
 Reported: the join's own counters (`keys_in_state`, `predictions_in_state`,
-`labels_in_state`), peak over every watermark step, and at every sample
-(each SAMPLE_DAYS of event time) the keys, rows and encoded bytes held,
+`labels_in_state`, `tombstones_in_state`), peak over every watermark step,
+and at every sample (each --sample_days of event time) the keys, rows,
+tombstones and encoded bytes held,
 read from the state itself (the counters must agree with it, or the run
 fails); the peak RSS of the process (the driver's Python heap: the stream
 is generated as it is consumed, never held). Held state must follow the
@@ -95,18 +96,21 @@ def main(argv=None):
         f'{args.lateness_h:g} h: {f["elapsed_s"]} s, peak RSS '
         f'{f["peak_rss_mb"]:,} MB; predictions per lateness {bound:,.0f}')
   print()
-  rows = [[s['watermark'][:16], f'{s["messages"]:,}', f'{s["keys"]:,}',
-           f'{s["predictions"]:,}', f'{s["labels"]:,}',
-           f'{s["state_bytes"] / 2**20:.1f}'] for s in f['samples']]
-  rows.append(['peak (counters, every step)', '', f'{f["peak"]["keys"]:,}',
-               f'{f["peak"]["predictions"]:,}', f'{f["peak"]["labels"]:,}',
-               f'{f["peak_state_bytes"] / 2**20:.1f} (of samples)'])
-  e = f['after_end']
-  rows.append(['after the end (watermark at infinity)', f'{e["messages"]:,}', f'{e["keys"]:,}',
-               f'{e["predictions"]:,}', f'{e["labels"]:,}',
-               f'{e["state_bytes"] / 2**20:.1f}'])
-  print(common.table(['watermark', 'messages so far', 'keys held',
-                      'predictions held', 'labels held', 'state (MiB)'], rows))
+  cells = lambda s: [f'{s["messages"]:,}', f'{s["keys"]:,}',
+                     f'{s["predictions"]:,}', f'{s["labels"]:,}',
+                     f'{s["tombstones"]:,}', f'{s["keys_with_state"]:,}',
+                     f'{s["state_bytes"] / 2**20:.2f}']
+  rows = [[s['watermark'][:16]] + cells(s) for s in f['samples']]
+  peak = f['peak']
+  rows.append(['peak (counters, every step)', '', f'{peak["keys"]:,}',
+               f'{peak["predictions"]:,}', f'{peak["labels"]:,}',
+               f'{peak["tombstones"]:,}', '',
+               f'{f["peak_state_bytes"] / 2**20:.2f} (of samples)'])
+  rows.append(['after the end (watermark at infinity)'] + cells(
+      f['after_end']))
+  print(common.table(['watermark', 'messages so far', 'keys with rows',
+                      'predictions held', 'labels held', 'tombstones',
+                      'keys with any state', 'state (MiB)'], rows))
   print()
   print(json.dumps(dict(
       {k: v for k, v in f.items() if k != 'samples'},
@@ -114,7 +118,8 @@ def main(argv=None):
       days=DAYS, predictions_per_lateness=round(bound),
       machine=common.machine(),
       samples=[{k: s[k] for k in ('watermark', 'keys', 'predictions',
-                                  'labels', 'state_bytes')}
+                                  'labels', 'tombstones', 'keys_with_state',
+                                  'state_bytes')}
                for s in f['samples']])))
 
 

@@ -74,7 +74,7 @@ class JoinStateRun(object):
     self._step = step_s
     self.watermark = None
     self.messages = self.parse_dead = 0
-    self.peak = {'keys': 0, 'predictions': 0, 'labels': 0}
+    self.peak = {'keys': 0, 'predictions': 0, 'labels': 0, 'tombstones': 0}
     self.samples = []
 
   def held(self):
@@ -96,9 +96,11 @@ class JoinStateRun(object):
         'watermark': datetime.datetime.fromtimestamp(
             self.watermark, datetime.timezone.utc).isoformat(),
         'messages': self.messages,
-        'keys': len(self.driver.live_keys()),
+        'keys': sum(s['flush_at'].held() for s in state),
         'predictions': sum(len(s['predictions'].items) for s in state),
         'labels': sum(len(s['labels'].items) for s in state),
+        'tombstones': sum(s['joined_at'].held() for s in state),
+        'keys_with_state': len(self.driver.live_keys()),
         'state_bytes': self.driver.state_bytes()}
     counted = self.held()
     if any(counted[name] != held[name] for name in counted):

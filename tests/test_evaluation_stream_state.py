@@ -42,19 +42,25 @@ def test_held_predictions_follow_the_lateness_not_the_stream(lateness):
   # Each prediction is held one lateness (its key flushed then), so what is
   # held is the rate times the lateness, from the first lateness to the
   # last prediction.
-  first, last = (iso(START + datetime.timedelta(seconds=s))
-                 for s in (lateness, days * DAY))
+  first, tombstones_from, last = (
+      iso(START + datetime.timedelta(seconds=s))
+      for s in (lateness, 2 * lateness, days * DAY))
   steady = [s for s in run.samples if first <= s['watermark'] <= last]
   assert len(steady) >= 30
   for s in steady:
     assert per_lateness - per_step <= s['predictions'] <= (
         per_lateness + per_step), s
+    # A flushed key's tombstone lasts one more lateness.
+    assert s['tombstones'] <= per_lateness + per_step, s
+    if s['watermark'] >= tombstones_from:
+      assert per_lateness - per_step <= s['tombstones'], s
     assert s['keys'] <= s['predictions'] + s['labels']
     assert s['state_bytes'] > 0
   assert run.peak['predictions'] <= per_lateness + per_step
+  assert run.peak['tombstones'] <= per_lateness + per_step
   end = run.finish()  # measure() checks the counters against the state
-  assert (end['keys'], end['predictions'], end['labels'],
-          end['state_bytes']) == (0, 0, 0, 0)
+  assert (end['keys_with_state'], end['predictions'], end['labels'],
+          end['tombstones'], end['state_bytes']) == (0, 0, 0, 0, 0)
   assert run.driver.keys == {}
   # Nothing lost: every prediction is one scored row, every label joined
   # (one per key) or a dead letter.
@@ -62,7 +68,9 @@ def test_held_predictions_follow_the_lateness_not_the_stream(lateness):
   labelled = [s for s in run.driver.decisions if s.value[1][3] is not None]
   assert len(run.driver.decisions) == n
   assert len(labelled) + len(run.driver.dead) == labels
-  assert set(_reasons(run.driver.dead)) == {'unmatched_label'}
+  # The labels 1-2 lateness after their prediction meet its tombstone.
+  assert 0.03 * labels < len(run.driver.dead) < 0.07 * labels
+  assert set(_reasons(run.driver.dead)) == {'late_label'}
 
 
 def test_the_driven_join_gives_what_the_pipeline_gives():
