@@ -188,8 +188,9 @@ def long_stream_state(days, commenters, per_day, seed=0):
   per-key state, event-time timers), over `days` of comments by
   `commenters` people mentioning 0-2 of 8 entities, arriving hour by hour
   with the watermark following; lateness 300 s, decision interval 1 s (the
-  defaults). Returns the live keys and pickled state bytes at the end of
-  each day, and after the stream has ended and the watermark moved on.
+  defaults). Returns the live keys and state bytes (each state cell's items
+  encoded by its coder) at the end of each day, and after the stream has
+  ended and the watermark moved on.
   """
   import random
   from apache_beam.utils.timestamp import Timestamp

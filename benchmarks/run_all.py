@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SECTIONS = os.path.join(HERE, 'results')
 # One script per workload, in the order they run and appear.
 SCRIPTS = ('batch_inference', 'two_phase', 'moderation', 'stream_predict',
-           'entity_linking', 'evaluation', 'serving_latency')
+           'entity_linking', 'evaluation', 'evaluation_stream',
+           'serving_latency')
 
 
 def run_script(name):

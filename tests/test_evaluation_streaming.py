@@ -1,7 +1,9 @@
 """The streaming evaluation (TestStream, DirectRunner): the last pane of
 each window equals the batch job's day slice on the same rows, drift
 records are the batch ones, and bounded state: predictions without a label
-by the lateness are counted unlabelled, late labels are dead letters."""
+by the lateness are counted unlabelled, late labels are dead letters (told
+late while their key's tombstone lasts); a label in time that comes after
+its window fired refines it in a late pane."""
 import datetime
 import json
 
@@ -188,16 +190,25 @@ def test_drift_per_window_equals_the_batch_drift(tmp_path, spec, windows):
   _run_streaming(rows, [], config, DAY, _epoch('2026-01-10T00:00:00Z'), check)
 
 
+def _row(key, when, score):
+  return data.log_row('m', '1', key, {}, score, when)
+
+
+def _label(key, label, when):
+  return {'key': key, 'groundtruth': label, 'labeled_at': when}
+
+
 def test_a_label_later_than_the_lateness_leaves_its_prediction_unlabelled():
-  def row(key, when, score):
-    return data.log_row('m', '1', key, {}, score, when)
-  predictions = [row('a', '2026-01-01T10:00:00Z', 0.9),
-                 row('b', '2026-01-01T11:00:00Z', 0.2)]
+  predictions = [_row('a', '2026-01-01T10:00:00Z', 0.9),
+                 _row('b', '2026-01-01T11:00:00Z', 0.2),
+                 _row('c', '2026-01-01T11:00:00Z', 0.2)]
   labels = [
-      {'key': 'a', 'groundtruth': 'positive',
-       'labeled_at': '2026-01-01T12:00:00Z'},  # within the 3 hours
-      {'key': 'b', 'groundtruth': 'negative',
-       'labeled_at': '2026-01-02T12:00:00Z'},  # a day late: too late
+      _label('a', 'positive', '2026-01-01T12:00:00Z'),  # within the 6 hours
+      # c was joined at 17:00 (its prediction + the lateness): its label
+      # meets the tombstone (kept until 23:00) and is told late.
+      _label('c', 'negative', '2026-01-01T19:00:00Z'),
+      # b's comes after the tombstone too: as a label nobody predicted.
+      _label('b', 'negative', '2026-01-02T12:00:00Z'),
   ]
   config = _config(prediction_field=None, key_segments=(), segment_by=(),
                    alert_rules=())
@@ -205,10 +216,40 @@ def test_a_label_later_than_the_lateness_leaves_its_prediction_unlabelled():
   def check(got):
     final = _final(got['slices'])
     record = final[('m', '1', 'window=2026-01-01T00:00:00+00:00')]
-    # Both predictions counted, only the label in time joined.
-    assert (record['count'], record['labelled']) == (2, 1)
-    assert [(d['key'], d['reason']) for d in got['dead_letters']] == [
-        ('b', 'unmatched_label')]
+    # Every prediction counted, only the label in time joined.
+    assert (record['count'], record['labelled']) == (3, 1)
+    dead = sorted((d['key'], d['reason'], d['error']) for d in
+                  got['dead_letters'])
+    assert [(key, reason) for key, reason, _ in dead] == [
+        ('b', 'unmatched_label'), ('c', 'late_label')]
+    assert '2026-01-01T17:00:00+00:00' in dead[1][2]
 
-  _run_streaming(predictions, labels, config, 3 * 3600,
+  _run_streaming(predictions, labels, config, 6 * 3600,
                  _epoch('2026-01-05T00:00:00Z'), check)
+
+
+def test_a_label_after_the_first_pane_refines_the_window():
+  predictions = [_row('a', '2026-01-01T10:00:00Z', 0.9),
+                 _row('b', '2026-01-01T20:00:00Z', 0.2)]
+  labels = [
+      _label('a', 'positive', '2026-01-01T11:00:00Z'),
+      # After a was joined (02T10:00) and its row fired the window's first
+      # pane; within b's lateness (joined at 02T20:00).
+      _label('b', 'positive', '2026-01-02T15:00:00Z'),
+  ]
+  config = _config(prediction_field=None, key_segments=(), segment_by=(),
+                   alert_rules=())
+
+  def check(got):
+    panes = sorted(
+        (r['count'], r['labelled'], r['accuracy'], r['pane'])
+        for r in got['slices']
+        if r['slice'] == 'window=2026-01-01T00:00:00+00:00')
+    # The first pane holds a alone; the refinement adds b with its label
+    # (predicted negative, labelled positive: accuracy 1/2).
+    assert [p[:3] for p in panes] == [(1, 1, 1.0), (2, 2, 0.5)]
+    assert panes[1][3] == 'late'
+    assert got['dead_letters'] == []
+
+  _run_streaming(predictions, labels, config, 86400,
+                 _epoch('2026-01-06T00:00:00Z'), check)
