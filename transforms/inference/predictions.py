@@ -3,6 +3,7 @@ prediction-log entries and dead letters for the model's failures.
 """
 import datetime
 import time
+import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -56,6 +57,10 @@ def event_time(record, field):
 LOG = 'log'
 
 
+# Output type declared: Beam would infer it from the bytecode at every
+# pipeline construction (benchmarks/optimisations.md: the costliest inference
+# of the job) and find nothing more precise than Any (chunks, tagged outputs).
+@beam.typehints.with_output_types(typing.Any)
 class _FormatPredictionChunk(beam.DoFn):
 
   def __init__(self, passthrough_fields, model_name, input_fields,

@@ -90,6 +90,10 @@ class KeyedChunks(typing.NamedTuple):
   dead_letter: beam.PCollection
 
 
+# Output type declared: Beam would infer it from the bytecode at every
+# pipeline construction (benchmarks/optimisations.md: the costliest inference
+# of the job) and find nothing more precise than Any (chunks, tagged outputs).
+@beam.typehints.with_output_types(typing.Any)
 class _KeyAndValidate(beam.DoFn):
   """A chunk of records -> a chunk of valid (key, record); keyless and
   invalid records are dead letters, records of a repeated key leave one by
