@@ -146,6 +146,16 @@ def speed_up(pipeline, flag=True, acks=None):
   return True
 
 
+def _beam_internals(fallback, find):
+  """find() -> the Beam internals a speed-up relies on, or None (logging
+  `fallback`, what runs instead) where Beam no longer has them."""
+  try:
+    return find()
+  except (ImportError, AttributeError) as e:
+    _LOG.warning('%s: Beam\'s internals changed (%s).', fallback, e)
+    return None
+
+
 def _specs_key(dofn):
   """What a DoFn's state and timer specs depend on: its class, or for a
   Map's wrapper the wrapped function's definition; None where an instance
@@ -168,15 +178,17 @@ def remember_dofn_specs():
   global _specs_remembered
   if _specs_remembered:
     return
-  try:
+
+  def find():
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.transforms import userstate
-    found_by_beam = userstate.get_dofn_specs
     transform_evaluator.get_dofn_specs  # pylint: disable=pointless-statement
-  except (ImportError, AttributeError) as e:
-    _LOG.warning('Not remembering DoFn specs: Beam\'s internals changed '
-                 '(%s).', e)
+    return transform_evaluator, userstate
+  found = _beam_internals('Not remembering DoFn specs', find)
+  if found is None:
     return
+  transform_evaluator, userstate = found
+  found_by_beam = userstate.get_dofn_specs
   remembered = {}
 
   def get_dofn_specs(dofn):
@@ -277,17 +289,19 @@ def widen_pulls():
   global _installed
   if _installed:
     return
-  try:
+
+  def find():
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.runners.direct.direct_runner import _DirectReadFromPubSub
     base = transform_evaluator._PubSubReadEvaluator
-    registry = transform_evaluator.TransformEvaluatorRegistry
-    overrides = registry._test_evaluators_overrides
     base._get_subscriber_client  # pylint: disable=pointless-statement
-  except (ImportError, AttributeError) as e:
-    _LOG.warning('Keeping the DirectRunner\'s 10-message Pub/Sub pulls: its '
-                 'internals changed (%s).', e)
+    return (base, _DirectReadFromPubSub, transform_evaluator
+            .TransformEvaluatorRegistry._test_evaluators_overrides)
+  found = _beam_internals(
+      'Keeping the DirectRunner\'s 10-message Pub/Sub pulls', find)
+  if found is None:
     return
+  base, read_transform, overrides = found
 
   class _WidePullEvaluator(base):
     """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time."""
@@ -296,7 +310,7 @@ def widen_pulls():
     def _get_subscriber_client(cls, transform):
       return _WidePulls(super()._get_subscriber_client(transform))
 
-  overrides.setdefault(_DirectReadFromPubSub, _WidePullEvaluator)
+  overrides.setdefault(read_transform, _WidePullEvaluator)
   _installed = True
 
 
