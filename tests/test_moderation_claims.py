@@ -129,3 +129,16 @@ def test_shards_are_stable_and_spread():
   shards = [comment_claims.shard_of(i) for i in ids]
   assert set(shards) == set(range(comment_claims.SHARDS))
   assert max(shards.count(s) for s in set(shards)) < 2 * 1600 / len(set(shards))
+
+
+def test_claims_merged_keep_the_earlier_claim_of_an_id():
+  claims = comment_claims._Claims()  # pylint: disable=protected-access
+  first = claims.add_input(claims.create_accumulator(), ('c1', 20, 'bob'))
+  first = claims.add_input(first, ('c1', 10, 'alice'))  # held: bob's stays
+  second = claims.add_input(claims.create_accumulator(), ('c1', 5, 'carol'))
+  second = claims.add_input(second, ('c2', 7, 'dan'))
+  merged = claims.merge_accumulators([first, second])
+  assert claims.extract_output(merged) == {'c1': (5, 'carol'),
+                                           'c2': (7, 'dan')}
+  assert second == {'c1': (5, 'carol'), 'c2': (7, 'dan')}  # left as it was
+  assert claims.merge_accumulators([]) == {}

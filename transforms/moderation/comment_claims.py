@@ -74,11 +74,11 @@ class _Claims(beam.CombineFn):
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    accumulators = sorted(accumulators, key=len, reverse=True)
-    if not accumulators:
+    accumulators = iter(accumulators)
+    merged = next(accumulators, None)  # the one Beam lets a merge modify
+    if merged is None:
       return {}
-    merged = accumulators[0]
-    for other in accumulators[1:]:
+    for other in accumulators:
       for comment_id, claim in other.items():
         held = merged.get(comment_id)
         if held is None or claim < held:
