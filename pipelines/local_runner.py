@@ -36,6 +36,11 @@ way and are never touched:
   backoff for up to PUBLISH_DEADLINE_S: a Pub/Sub outage stalls the job
   instead of ending it (Beam's DirectRunner fails the pipeline at the first
   error, where Dataflow retries).
+- DoFn introspection. For every bundle of every step the DirectRunner
+  asks Beam which state and timers the step's DoFn declares
+  (`userstate.get_dofn_specs`: the signature of each of its methods,
+  several times a bundle); here the answer is remembered per DoFn class
+  (per function for a Map's), which the signatures cannot change.
 - Acknowledgements. A job that names its messages' outcomes
   (`speed_up(..., acks=local_acks.AckOnOutcome(...))`) has each message
   acknowledged once its outcome is published, not when it is read, so a
@@ -48,6 +53,7 @@ import logging
 import os
 import threading
 import time
+import types
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions
@@ -79,6 +85,7 @@ FAST_PUBSUB = Flag(
 
 _LOG = logging.getLogger(__name__)
 _installed = False
+_specs_remembered = False
 _LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
                   'SwitchingDirectRunner', 'PrismRunner')
 
@@ -163,7 +170,67 @@ def speed_up(pipeline, flag=True, acks=None):
   local_acks.install(acks)
   widen_pulls()
   publish_per_bundle(pipeline)
+  remember_dofn_specs()
   return True
+
+
+def _beam_internals(fallback, find):
+  """find() -> the Beam internals a speed-up relies on, or None (logging
+  `fallback`, what runs instead) where Beam no longer has them."""
+  try:
+    return find()
+  except (ImportError, AttributeError) as e:
+    _LOG.warning('%s: Beam\'s internals changed (%s).', fallback, e)
+    return None
+
+
+def _specs_key(dofn):
+  """What a DoFn's state and timer specs depend on: its class, or for a
+  Map's wrapper the wrapped function's definition; None where an instance
+  could differ (methods of its own, a callable without code)."""
+  from apache_beam.transforms.core import CallableWrapperDoFn  # pylint: disable=import-outside-toplevel
+  if isinstance(dofn, CallableWrapperDoFn):
+    code = getattr(getattr(dofn, '_fn', None), '__code__', None)
+    if code is None:
+      return None
+    return (CallableWrapperDoFn, code.co_filename, code.co_firstlineno,
+            code.co_name)
+  if any(isinstance(v, types.MethodType) for v in vars(dofn).values()):
+    return None
+  return type(dofn)
+
+
+def remember_dofn_specs():
+  """Remembers `userstate.get_dofn_specs` per DoFn class for this process
+  (see the module doc); Beam's own answer is the first one."""
+  global _specs_remembered
+  if _specs_remembered:
+    return
+
+  def find():
+    from apache_beam.runners.direct import transform_evaluator
+    from apache_beam.transforms import userstate
+    transform_evaluator.get_dofn_specs  # pylint: disable=pointless-statement
+    return transform_evaluator, userstate
+  found = _beam_internals('Not remembering DoFn specs', find)
+  if found is None:
+    return
+  transform_evaluator, userstate = found
+  found_by_beam = userstate.get_dofn_specs
+  remembered = {}
+
+  def get_dofn_specs(dofn):
+    key = _specs_key(dofn)
+    if key is None:
+      return found_by_beam(dofn)
+    specs = remembered.get(key)
+    if specs is None:
+      specs = remembered[key] = found_by_beam(dofn)
+    return set(specs[0]), set(specs[1])
+
+  userstate.get_dofn_specs = get_dofn_specs
+  transform_evaluator.get_dofn_specs = get_dofn_specs
+  _specs_remembered = True
 
 
 class _Message(object):
@@ -250,17 +317,19 @@ def widen_pulls():
   global _installed
   if _installed:
     return
-  try:
+
+  def find():
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.runners.direct.direct_runner import _DirectReadFromPubSub
     base = transform_evaluator._PubSubReadEvaluator
-    registry = transform_evaluator.TransformEvaluatorRegistry
-    overrides = registry._test_evaluators_overrides
     base._get_subscriber_client  # pylint: disable=pointless-statement
-  except (ImportError, AttributeError) as e:
-    _LOG.warning('Keeping the DirectRunner\'s 10-message Pub/Sub pulls: its '
-                 'internals changed (%s).', e)
+    return (base, _DirectReadFromPubSub, transform_evaluator
+            .TransformEvaluatorRegistry._test_evaluators_overrides)
+  found = _beam_internals(
+      'Keeping the DirectRunner\'s 10-message Pub/Sub pulls', find)
+  if found is None:
     return
+  base, read_transform, overrides = found
 
   class _WidePullEvaluator(base):
     """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time."""
@@ -269,7 +338,7 @@ def widen_pulls():
     def _get_subscriber_client(cls, transform):
       return _WidePulls(super()._get_subscriber_client(transform))
 
-  overrides.setdefault(_DirectReadFromPubSub, _WidePullEvaluator)
+  overrides.setdefault(read_transform, _WidePullEvaluator)
   _installed = True
 
 

@@ -7,9 +7,9 @@
   batch replay: python -m pipelines.moderate --input 'comments*.jsonl' \\
                   --output out/moderation
 
-Both modes run the same transforms (parse -> key by commenter -> entities ->
-the stateful event-time rule), so a replay of the same comments gives the
-same decisions. See docs/moderation.md.
+Both modes run the same transforms (parse -> one commenter per comment_id ->
+key by commenter -> entities -> the stateful event-time rule), so a replay
+of the same comments gives the same decisions. See docs/moderation.md.
 """
 import sys
 
@@ -33,6 +33,7 @@ from transforms.dead_letter import DEAD_LETTER
 from transforms.io import bigquery
 from transforms.io import pubsub
 from transforms.io import sinks
+from transforms.moderation import comment_claims
 from transforms.moderation import comment_ids
 from transforms.moderation import comments as comments_lib
 from transforms.moderation import entities as entities_lib
@@ -160,6 +161,11 @@ class Transforms:
           o.window_hours, o.allowed_lateness, bounded=not streaming,
           decision_interval_seconds=o.decision_interval)
       self.entities = _entity_transform(o)
+      # One commenter per comment_id: claimed as comments arrive in
+      # streaming, the earliest commenter's over the whole input in batch.
+      self.owners = (comment_claims.ClaimCommentIds(
+          o.window_hours, o.allowed_lateness) if streaming
+                     else comment_ids.OneCommenterPerId())
 
 
 def validate(o):
@@ -246,10 +252,9 @@ def build(p, o, mode, steps):
   parsed = messages | 'ReadComments' >> steps.parse
   comments = parsed.comments
   dead_parts = [parsed[DEAD_LETTER]]
-  if not streaming:
-    owned = comments | 'OneCommenterPerId' >> comment_ids.OneCommenterPerId()
-    comments = owned.main
-    dead_parts.append(owned.dead_letter)
+  owned = comments | 'OneCommenterPerId' >> steps.owners
+  comments = owned.main
+  dead_parts.append(owned.dead_letter)
   keyed = comments | 'KeyByCommenter' >> beam.Map(
       comments_lib.key_by_commenter).with_output_types(
           beam.typehints.Tuple[str, beam.typehints.Any])

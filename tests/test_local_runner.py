@@ -189,3 +189,37 @@ def test_writes_with_attributes_keep_beams_sink():
   local_runner.publish_per_bundle(p)
   types = _transform_types(p)
   assert {'WriteToPubSub', '_PublishPerBundle'} <= types
+
+
+def test_remembered_dofn_specs_are_beams_and_per_class():
+  from apache_beam.transforms import userstate
+  from transforms.moderation.comment_claims import ClaimCommentIds
+  from transforms.moderation.rule import ModerateComments
+  local_runner.remember_dofn_specs()
+  stateful = [ModerateComments(24, 60)._fn, ClaimCommentIds(24, 60)._fn]
+  remembered = [userstate.get_dofn_specs(fn) for fn in stateful]
+  assert [{s.name for s in specs[0]} for specs in remembered] == [
+      {'buffer', 'ledger', 'horizon', 'timer_at'}, {'claims'}]
+  assert [{t.name for t in specs[1]} for specs in remembered] == [
+      {'ts-tick'}, {'ts-prune'}]  # Beam's names for them
+  # A second instance gets the same specs from the class's answer, and a
+  # caller changing what it got changes nothing remembered.
+  again = userstate.get_dofn_specs(ModerateComments(1, 0)._fn)
+  assert again == remembered[0]
+  again[0].clear()
+  assert userstate.get_dofn_specs(stateful[0]) == remembered[0]
+  assert userstate.is_stateful_dofn(stateful[1])
+  assert not userstate.is_stateful_dofn(beam.Map(len).dofn)
+  # An instance with methods of its own is asked every time.
+  assert local_runner._specs_key(  # pylint: disable=protected-access
+      _WithOwnMethod()) is None
+
+
+class _WithOwnMethod(beam.DoFn):
+
+  def __init__(self):
+    super().__init__()
+    self.helper = self.process
+
+  def process(self, element):
+    yield element

@@ -60,7 +60,15 @@ def test_streaming_pipeline_decides_every_published_comment(pubsub_emulator):
     deadline = time.monotonic() + WAIT_S
     decisions = pull_until(subscriber, names['decisions'][1],
                             len(comments) + 1, deadline)
-    dead = pull_until(subscriber, names['dead-letters'][1], 1, deadline)
+    # c000 again, from another commenter, once user0's c000 is decided: it
+    # belongs to user0, so it is a duplicate, not a second decision.
+    intruder = dict(comments[0], commenter_id='intruder',
+                    timestamp=time.time())
+    publisher.publish(names['comments'][0],
+                      json.dumps(intruder).encode()).result(timeout=30)
+    dead = pull_until(subscriber, names['dead-letters'][1], 2, deadline)
+    decisions += pull_until(subscriber, names['decisions'][1], 1,
+                            time.monotonic() + 5)
   finally:
     # cancel() can block while a Pub/Sub pull is in flight: bound it.
     canceller = threading.Thread(target=result.cancel, daemon=True)
@@ -69,8 +77,11 @@ def test_streaming_pipeline_decides_every_published_comment(pubsub_emulator):
 
   by_id = {d['comment_id']: d for d in decisions}
   assert len(decisions) == len(by_id) == len(comments) + 1  # no loss, no dup
-  assert [d['reason'] for d in dead] == ['unparseable_json']
-  assert dead[0]['raw'] == 'not json'
+  by_reason = {d['reason']: d for d in dead}
+  assert sorted(by_reason) == ['duplicate', 'unparseable_json']
+  assert by_reason['unparseable_json']['raw'] == 'not json'
+  assert by_reason['duplicate']['key'] == 'c000'
+  assert json.loads(by_reason['duplicate']['raw']) == intruder
   # Every form links to Barack Obama: per commenter the first comment is
   # allowed, the next nine (within a second) are rejected.
   for i, c in enumerate(comments):

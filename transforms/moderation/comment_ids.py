@@ -11,9 +11,9 @@ the first of them as before.
 
 Only comment_ids sent by more than one commenter (rare) reach the main path,
 as a side input; every other comment passes untouched, timestamp and all.
-Streaming is not covered: a side input of the whole stream never completes,
-and a claim kept in state per comment_id costs a shuffle and keyed state per
-comment (docs/moderation.md says what it cost when tried).
+A side input of the whole stream never completes, so streaming claims ids
+in keyed state instead (comment_claims.py), with `duplicate` as its dead
+letter too.
 """
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -60,16 +60,26 @@ def _claim(comment, t=beam.DoFn.TimestampParam):
 class _KeepOwners(beam.DoFn):
 
   def __init__(self):
-    self._refused = Metrics.counter(STAGE, 'claimed_by_another_commenter')
+    self._refused = refused_counter()
 
   def process(self, comment, owners):
     owner = owners.get(comment['comment_id'])
     if owner is not None and owner != comment['commenter_id']:
       self._refused.inc()
-      yield reject(comment['comment_id'], STAGE, 'duplicate', comment['raw'],
-                   f'comment_id already received from commenter {owner!r}')
+      yield duplicate(comment, owner)
       return
     yield comment
+
+
+def duplicate(comment, owner):
+  """The dead letter of a comment whose comment_id `owner` owns."""
+  return reject(comment['comment_id'], STAGE, 'duplicate', comment['raw'],
+                f'comment_id already received from commenter {owner!r}')
+
+
+def refused_counter():
+  """Comments dead-lettered because another commenter owns their id."""
+  return Metrics.counter(STAGE, 'claimed_by_another_commenter')
 
 
 class OneCommenterPerId(beam.PTransform):
