@@ -139,14 +139,21 @@ def host_shared_model(pipeline, handler):
           options.view_as(DirectOptions).direct_running_mode ==
           'multi_processing'):
     return
-  from apache_beam.ml.inference import base  # pylint: disable=import-outside-toplevel
-  from apache_beam.utils import multi_process_shared  # pylint: disable=import-outside-toplevel
-  # The tags RunInference acquires the model under (model_identifier +
-  # copy number): Beam's own naming, so both sides agree.
-  # pylint: disable-next=protected-access
-  for tag in base._get_tags_for_copies(handler.model_tag,
-                                       handler.model_copies()):
-    shared = multi_process_shared.MultiProcessShared(
+
+  def find():
+    from apache_beam.ml.inference import base
+    from apache_beam.utils import multi_process_shared
+    # The tags RunInference acquires the model under (model_identifier +
+    # copy number): Beam's own naming, so both sides agree.
+    return (base._get_tags_for_copies,  # pylint: disable=protected-access
+            multi_process_shared.MultiProcessShared)
+  found = _beam_internals(
+      'The first worker to need the model hosts it, as Beam does', find)
+  if found is None:
+    return
+  tags_for_copies, shared_object = found
+  for tag in tags_for_copies(handler.model_tag, handler.model_copies()):
+    shared = shared_object(
         handler.load_model, tag=tag, always_proxy=True)
     threading.Thread(target=shared.acquire, name=f'host-{tag}',
                      daemon=True).start()
