@@ -41,6 +41,11 @@ way and are never touched:
   acknowledged once its outcome is published, not when it is read, so a
   killed local job loses nothing (pipelines/local_acks.py).
 
+State. stream_predict's dedup keeps its keys in
+transforms.streaming.dedup.LOCAL_SHARDS shards on local runners
+(`dedup_shards`), a shard per key elsewhere: the DirectRunner walks every key
+a stateful step has ever seen between any two bundles.
+
 What each bought: benchmarks/optimisations.md.
 """
 import datetime
@@ -115,6 +120,13 @@ def _check_runner(runner):
     known = str(e).partition('Valid values are ')[2]
     raise launch.UsageError('--runner', f'unknown runner {runner!r}' + (
         f'; Beam knows {known}' if known else f': {e}')) from None
+
+
+def dedup_shards(options):
+  """The shards of stream_predict's dedup state for a run with `options`:
+  LOCAL_SHARDS on a local runner, None (a shard per key) elsewhere."""
+  from transforms.streaming import dedup  # pylint: disable=import-outside-toplevel
+  return dedup.LOCAL_SHARDS if is_local(options) else None
 
 
 def fast_pubsub(pipeline, flag=True):
