@@ -23,7 +23,8 @@ under 2 s (the issue's target: sustained >= 0.8 x batch_predict's rate).
 
 --profile RATE runs one streaming run at RATE in this process instead,
 with the job's threads sampled (benchmarks.cpu_samples), and prints where
-the job's CPU went before the run's figures.
+the job's CPU went (by thread, DirectRunner step and function) and where
+the runner's worker thread spent its wall time, before the run's figures.
 
 A last run at --swap_rate watches a model store: half-way the feeder
 publishes version 2 (a copy of the model), which the job loads, shadows for
@@ -261,8 +262,7 @@ def main(argv=None):
       figures = child_streaming(args.messages, args.profile, args.model_dir,
                                 args.job_flags.split())
     print(samples.report(since=figures['started_at'],
-                         wall_of=('ExecutorServiceWorker', 'prefetch')),
-          flush=True)
+                         wall_of=('ExecutorServiceWorker',)), flush=True)
     print(json.dumps(figures), flush=True)
     os._exit(0)  # the cancelled streaming job may leave threads behind
   if args.child == 'streaming':
