@@ -19,6 +19,12 @@ under 2 s (the issue's target: sustained >= 0.8 x batch_predict's rate).
   python -m benchmarks.stream_predict [--messages 5000] [--rates 200,800,1600,3200]
       [--batch_messages 20000] [--model_dir data/models/sentiment/1]
       [--swap_rate 200] [--job_flags '--max_batch_wait_ms 20']
+  python -m benchmarks.stream_predict --profile 3200 [--messages 5000]
+
+--profile RATE runs one streaming run at RATE in this process instead,
+with the job's threads sampled (benchmarks.cpu_samples), and prints where
+the job's CPU went (by thread, DirectRunner step and function) and where
+the runner's worker thread spent its wall time, before the run's figures.
 
 A last run at --swap_rate watches a model store: half-way the feeder
 publishes version 2 (a copy of the model), which the job loads, shadows for
@@ -206,7 +212,8 @@ def feed(n, rate, swap_in=None):
   swap = (dict(_swap_figures(got['sent_received'], swap_at,
                              got['versions']), model_events=events)
           if swap_at else {})
-  return {**swap, 'offered_per_s': rate, 'messages': n, 'predicted': len(lat),
+  return {**swap, 'started_at': started, 'offered_per_s': rate,
+          'messages': n, 'predicted': len(lat),
           'dead_letters': got['dead'],
           'publish_s': round(published - started, 2),
           'delivered_per_s': round(len(lat) / (got['last'] - started), 1)
@@ -230,6 +237,8 @@ def main(argv=None):
   parser.add_argument('--swap_rate', type=float, default=200,
                       help='Offered rate of the run with a model swap '
                       'half-way (0: no such run).')
+  parser.add_argument('--profile', type=float, metavar='RATE',
+                      help='One streaming run at RATE, its CPU sampled.')
   parser.add_argument('--child', choices=('batch', 'streaming'),
                       help=argparse.SUPPRESS)
   parser.add_argument('--rate', type=float, help=argparse.SUPPRESS)
@@ -247,6 +256,15 @@ def main(argv=None):
     print(json.dumps(child_batch(args.batch_messages, args.model_dir)),
           flush=True)
     return 0
+  if args.profile:
+    from benchmarks.cpu_samples import CpuSamples
+    with CpuSamples() as samples:
+      figures = child_streaming(args.messages, args.profile, args.model_dir,
+                                args.job_flags.split())
+    print(samples.report(since=figures['started_at'],
+                         wall_of=('ExecutorServiceWorker',)), flush=True)
+    print(json.dumps(figures), flush=True)
+    os._exit(0)  # the cancelled streaming job may leave threads behind
   if args.child == 'streaming':
     print(json.dumps(child_streaming(args.messages, args.rate,
                                      args.model_dir, args.job_flags.split(),

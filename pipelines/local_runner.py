@@ -46,6 +46,11 @@ way and are never touched:
   acknowledged once its outcome is published, not when it is read, so a
   killed local job loses nothing (pipelines/local_acks.py).
 
+State. stream_predict's dedup keeps its keys in
+transforms.streaming.dedup.LOCAL_SHARDS shards on local runners
+(`dedup_shards`), a shard per key elsewhere: the DirectRunner walks every key
+a stateful step has ever seen between any two bundles.
+
 What each bought: benchmarks/optimisations.md.
 """
 import datetime
@@ -157,6 +162,13 @@ def host_shared_model(pipeline, handler):
         handler.load_model, tag=tag, always_proxy=True)
     threading.Thread(target=shared.acquire, name=f'host-{tag}',
                      daemon=True).start()
+
+
+def dedup_shards(options):
+  """The shards of stream_predict's dedup state for a run with `options`:
+  LOCAL_SHARDS on a local runner, None (a shard per key) elsewhere."""
+  from transforms.streaming import dedup  # pylint: disable=import-outside-toplevel
+  return dedup.LOCAL_SHARDS if is_local(options) else None
 
 
 def fast_pubsub(pipeline, flag=True):

@@ -249,7 +249,8 @@ class Job:
           max_text_bytes=args.max_text_bytes)
     self.dedup = None
     if args.dedup_window:
-      self.dedup = DropRepeatedKeys(args.dedup_window)
+      self.dedup = DropRepeatedKeys(args.dedup_window,
+                                    local_runner.dedup_shards(options))
     self.gate = None
     if args.watch_models:
       from models.runtime import signatures as sigs

@@ -128,7 +128,8 @@ def test_a_key_attribute_keys_the_message(tiny_model_dir):
   p.run().wait_until_finish()
 
 
-def test_repeats_within_the_window_are_dead_letters_later_ones_predicted():
+@pytest.mark.parametrize('shards', [None, 4])
+def test_repeats_within_the_window_are_dead_letters_later_ones_predicted(shards):
   # window 10 s: 'a' at 0 kept, at 4 a repeat; the watermark passes 10, so
   # the state is cleared and 'a' at 12 is a new request; 'a' at 15 repeats it.
   stream = (TestStream()
@@ -144,13 +145,57 @@ def test_repeats_within_the_window_are_dead_letters_later_ones_predicted():
             .advance_watermark_to(T0 + 30)
             .advance_watermark_to_infinity())
   p = streaming_pipeline()
-  out = p | stream | DropRepeatedKeys(10)
+  out = p | stream | DropRepeatedKeys(10, shards)
   assert_that(out.main | beam.Map(lambda kv: (kv[0], kv[1]['n'])),
               equal_to([('a', 0), ('b', 1), ('a', 3)]), label='kept')
   assert_that(out.dead_letter | beam.Map(
       lambda d: (d['key'], d['raw']['n'], d['reason'], d['stage'])),
               equal_to([('a', 2, 'duplicate_key', 'keys'),
                         ('a', 4, 'duplicate_key', 'keys')]), label='dead')
+  p.run().wait_until_finish()
+
+
+@pytest.mark.parametrize('shards', [None, 4])
+def test_a_key_predicted_again_is_timed_from_its_latest_prediction(shards):
+  # window 10 s: 'a' at 0 kept; 'a' at 12 arrives before the watermark
+  # passes 10 (0's state not cleared yet), is past 0's window: kept, and
+  # from then on timed from 12, so 'a' at 15 repeats it; once the watermark
+  # passes 10 only 0's entry is cleared: 'a' at 20 still repeats 12.
+  stream = (TestStream()
+            .add_elements([beam.window.TimestampedValue(('a', {'n': 0}), T0)])
+            .add_elements([beam.window.TimestampedValue(('a', {'n': 1}),
+                                                        T0 + 12)])
+            .add_elements([beam.window.TimestampedValue(('a', {'n': 2}),
+                                                        T0 + 15)])
+            .advance_watermark_to(T0 + 11)
+            .add_elements([beam.window.TimestampedValue(('a', {'n': 3}),
+                                                        T0 + 20)])
+            .advance_watermark_to(T0 + 30)
+            .advance_watermark_to_infinity())
+  p = streaming_pipeline()
+  out = p | stream | DropRepeatedKeys(10, shards)
+  assert_that(out.main | beam.Map(lambda kv: (kv[0], kv[1]['n'])),
+              equal_to([('a', 0), ('a', 1)]), label='kept')
+  assert_that(out.dead_letter | beam.Map(lambda d: d['raw']['n']),
+              equal_to([2, 3]), label='dead')
+  p.run().wait_until_finish()
+
+
+@pytest.mark.parametrize('shards', [None, 4])
+def test_many_keys_in_one_bundle_each_kept_once(shards):
+  # Each key sent twice in one bundle (many keys per shard with 4): every
+  # first kept, every second a dead letter, whichever shard holds it.
+  sent = [(f'k{i:03d}', {'n': i}) for i in range(300)] * 2
+  stream = (TestStream()
+            .add_elements([beam.window.TimestampedValue(kv, T0)
+                           for kv in sent])
+            .advance_watermark_to_infinity())
+  p = streaming_pipeline()
+  out = p | stream | DropRepeatedKeys(10, shards)
+  assert_that(out.main | beam.Keys(),
+              equal_to([f'k{i:03d}' for i in range(300)]), label='kept')
+  assert_that(out.dead_letter | beam.Map(lambda d: d['key']),
+              equal_to([f'k{i:03d}' for i in range(300)]), label='dead')
   p.run().wait_until_finish()
 
 
