@@ -95,11 +95,28 @@ _LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
                   'SwitchingDirectRunner', 'PrismRunner')
 
 
+def runner_name(options):
+  """The runner's class name ('DataflowRunner', ...) however it was given
+  (a name, a dotted path, an object), or None when none was named."""
+  runner = options.view_as(StandardOptions).runner
+  if runner is None:
+    return None
+  name = runner if isinstance(runner, str) else type(runner).__name__
+  return name.split('.')[-1]
+
+
 def is_local(options):
   """True when the job runs in this process tree (not on Dataflow & co.)."""
-  runner = options.view_as(StandardOptions).runner
-  name = runner if isinstance(runner, str) else type(runner).__name__
-  return runner is None or name.split('.')[-1] in _LOCAL_RUNNERS
+  name = runner_name(options)
+  return name is None or name in _LOCAL_RUNNERS
+
+
+def runs_worker_processes(options):
+  """True when a local run starts SDK worker processes of its own
+  (--direct_running_mode=multi_processing) instead of working in this one."""
+  return (is_local(options) and
+          options.view_as(DirectOptions).direct_running_mode ==
+          'multi_processing')
 
 
 def pick_runner(options):
@@ -139,10 +156,8 @@ def host_shared_model(pipeline, handler):
   first waits on Beam's lock for it. Elsewhere (Dataflow) the first worker
   process of each machine to need the model hosts it, as Beam does by
   itself. Call while building the pipeline, before it runs."""
-  options = pipeline.options
-  if not (handler.share_model_across_processes() and is_local(options) and
-          options.view_as(DirectOptions).direct_running_mode ==
-          'multi_processing'):
+  if not (handler.share_model_across_processes() and
+          runs_worker_processes(pipeline.options)):
     return
 
   def find():

@@ -6,6 +6,7 @@ so a wrong flag is one line before anything runs, and the handler that
 RunInference loads on the workers is built here once.
 """
 from pipelines import launch
+from pipelines import local_runner
 from pipelines.flags import Flag
 from pipelines.flags import split_list
 from transforms.inference.signature_handler import DEFAULT_BATCH_SIZE
@@ -124,16 +125,13 @@ def shares_model(args, options):
     return args.share_model == 'true'
   from apache_beam.options.pipeline_options import DebugOptions  # pylint: disable=import-outside-toplevel
   from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
-  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=import-outside-toplevel
-  runner = options.view_as(StandardOptions).runner
-  name = runner if isinstance(runner, str) else type(runner).__name__
-  if name and name.split('.')[-1] in ('DataflowRunner', 'TestDataflowRunner'):
+  if local_runner.runner_name(options) in ('DataflowRunner',
+                                           'TestDataflowRunner'):
     # Dataflow runs one SDK process per vCPU unless told otherwise.
     return not options.view_as(DebugOptions).lookup_experiment(
         'no_use_multiple_sdk_containers')
-  direct = options.view_as(DirectOptions)
-  return (direct.direct_running_mode == 'multi_processing' and
-          direct.direct_num_workers != 1)
+  return (local_runner.runs_worker_processes(options) and
+          options.view_as(DirectOptions).direct_num_workers != 1)
 
 
 def handler(args, signature, features, **batching):
