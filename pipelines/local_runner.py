@@ -36,15 +36,18 @@ way and are never touched:
   backoff for up to PUBLISH_DEADLINE_S: a Pub/Sub outage stalls the job
   instead of ending it (Beam's DirectRunner fails the pipeline at the first
   error, where Dataflow retries).
-- DoFn introspection. For every bundle of every step the DirectRunner
-  asks Beam which state and timers the step's DoFn declares
-  (`userstate.get_dofn_specs`: the signature of each of its methods,
-  several times a bundle); here the answer is remembered per DoFn class
-  (per function for a Map's), which the signatures cannot change.
 - Acknowledgements. A job that names its messages' outcomes
   (`speed_up(..., acks=local_acks.AckOnOutcome(...))`) has each message
   acknowledged once its outcome is published, not when it is read, so a
   killed local job loses nothing (pipelines/local_acks.py).
+
+DoFn introspection, every local run (`pick_runner`). Beam asks which state
+and timers a DoFn declares (`userstate.get_dofn_specs`: the signature of
+each of its methods) several times per step while the pipeline is built,
+again for every bundle processor the FnApiRunner creates, and, on the
+DirectRunner, for every bundle of every step; here the answer is remembered
+per DoFn class (per function for a Map's), which the signatures cannot
+change.
 
 State. stream_predict's dedup keeps its keys in
 transforms.streaming.dedup.LOCAL_SHARDS shards on local runners
@@ -120,8 +123,8 @@ def runs_worker_processes(options):
 
 
 def pick_runner(options):
-  """Picks the runner when the user named none (see the module doc);
-  returns `options`."""
+  """Picks the runner when the user named none and, for a local run,
+  remembers DoFn specs (see the module doc); returns `options`."""
   standard = options.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = 'DirectRunner' if standard.streaming else 'FnApiRunner'
@@ -130,6 +133,8 @@ def pick_runner(options):
   chosen = options.get_all_options(drop_default=True)
   if direct.direct_num_workers != 1 and 'direct_running_mode' not in chosen:
     direct.direct_running_mode = 'multi_threading'
+  if is_local(options):
+    remember_dofn_specs()
   return options
 
 
@@ -204,7 +209,6 @@ def speed_up(pipeline, flag=True, acks=None):
   local_acks.install(acks)
   widen_pulls()
   publish_per_bundle(pipeline)
-  remember_dofn_specs()
   return True
 
 

@@ -122,10 +122,15 @@ def test_predictor_is_loaded_once_and_thread_safe(tiny_model_dir):
   assert got == expected
 
 
-def test_local_directory_resolves_through_the_hub_code_path(tiny_model_dir):
-  # Hubs are unreachable here; the same tensorflow_hub.resolve call that
-  # downloads tfhub.dev/Kaggle handles returns local directories as they are.
-  assert sigs.resolve_model_dir(tiny_model_dir) == tiny_model_dir
+def test_local_directory_is_used_without_importing_the_hub(
+    tiny_model_dir, monkeypatch):
+  # A local directory is used as it is: importing tensorflow_hub (and Keras
+  # with it) would fail here, as it would cost every job on a local model.
+  with monkeypatch.context() as m:
+    m.setitem(sys.modules, 'tensorflow_hub', None)
+    assert sigs.resolve_model_dir(tiny_model_dir) == tiny_model_dir
+  # Anything else goes through tensorflow_hub.resolve, which downloads
+  # tfhub.dev/Kaggle handles (unreachable here) and refuses a missing path.
   assert sigs.is_hub_handle('https://tfhub.dev/google/nnlm-en-dim50/2')
   assert not sigs.is_hub_handle(tiny_model_dir)
   with pytest.raises(OSError):

@@ -6,6 +6,7 @@ constructed, before any worker starts; reading the signature definitions from
 restore variables, so a wrong flag fails fast with a clear message.
 """
 import dataclasses
+import os
 
 DEFAULT_SIGNATURE = 'serving_default'
 _HUB_PREFIXES = ('http://', 'https://')
@@ -39,11 +40,13 @@ class Signature:
 def resolve_model_dir(model_dir):
   """Returns a local or gs:// directory for a model path or TF-Hub handle.
 
-  gs:// paths are read in place through tf.io.gfile. Everything else goes
-  through `tensorflow_hub.resolve`, which downloads and caches hub handles
-  (tfhub.dev / Kaggle URLs) and returns local directories unchanged.
+  gs:// paths are read in place through tf.io.gfile, and a local directory
+  is used as it is. Everything else goes through `tensorflow_hub.resolve`,
+  which downloads and caches hub handles (tfhub.dev / Kaggle URLs); only
+  then is tensorflow_hub imported, which imports Keras too: a start-up cost
+  every job on a local model would pay for nothing.
   """
-  if model_dir.startswith('gs://'):
+  if model_dir.startswith('gs://') or os.path.isdir(model_dir):
     return model_dir
   import tensorflow_hub as hub
   return hub.resolve(model_dir)
