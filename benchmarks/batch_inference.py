@@ -18,6 +18,9 @@
            core):
            ours / ours_1c is what the second core buys, ours_1c / raw_1c
            what the pipeline costs on one core
+  ours_unique  ours with --allow_duplicate_keys (keys known to be unique):
+           what the duplicate-key check, a pass over the keys before any
+           record reaches the model, costs
   ours_2w  the same with --direct_num_workers=2 (which batch_predict runs
            as two worker threads in one process: pipelines/launch.py)
   ours_2p  the same with --direct_num_workers=2
@@ -35,7 +38,8 @@ shared; the table shows medians.
 
   python -m benchmarks.batch_inference [--sizes 20000,200000,1000000]
       [--repeats 2] [--repeats_1m 1]
-      [--variants raw,raw_1c,stock,ours,ours_1c,ours_2w,ours_2p,ours_2p_copies]
+      [--variants raw,raw_1c,stock,ours,ours_1c,ours_unique,ours_2w,ours_2p,
+                  ours_2p_copies]
 
 The last line printed is one JSON object with the figures.
 """
@@ -50,13 +54,14 @@ import time
 from benchmarks import common
 
 MODEL_DIR = 'data/models/sentiment/1'
-VARIANTS = ('raw', 'raw_1c', 'stock', 'ours', 'ours_1c', 'ours_2w', 'ours_2p',
-            'ours_2p_copies')
+VARIANTS = ('raw', 'raw_1c', 'stock', 'ours', 'ours_1c', 'ours_unique',
+            'ours_2w', 'ours_2p', 'ours_2p_copies')
 PINNED = ('raw_1c', 'ours_1c')
 TWO_PROCESSES = ['--direct_num_workers=2',
                  '--direct_running_mode=multi_processing']
 WORKER_FLAGS = {
-    'ours': [], 'ours_1c': [], 'ours_2w': ['--direct_num_workers=2'],
+    'ours': [], 'ours_1c': [], 'ours_unique': ['--allow_duplicate_keys'],
+    'ours_2w': ['--direct_num_workers=2'],
     'ours_2p': TWO_PROCESSES,
     'ours_2p_copies': TWO_PROCESSES + ['--share_model=false']}
 TARGETS = {'ours/raw at 20k': 0.7, 'ours/raw at 200k': 0.95,
@@ -198,7 +203,8 @@ def main(argv=None):
 
   rows, ratios = [], {}
   ratio_names = ('ours/raw', 'ours/stock', 'ours/ours_1c', 'ours_1c/raw_1c',
-                 'ours_2w/ours', 'ours_2p/ours', 'ours_2p RSS/ours RSS',
+                 'ours_unique/ours', 'ours_2w/ours', 'ours_2p/ours',
+                 'ours_2p RSS/ours RSS',
                  'ours_2p_copies/ours')
   for n, by_variant in results.items():
     rate = {v: by_variant[v]['records_per_s'] for v in by_variant}
