@@ -117,6 +117,31 @@ def test_one_read_takes_a_backlog_beyond_one_pull_and_a_trickle_at_once(
   assert waited < local_runner.IDLE_WAIT_S, waited
 
 
+def test_the_next_bundle_is_read_while_the_runner_works_on_the_last(
+    pubsub_emulator):
+  publisher, topic, subscriber, sub = _topic_and_subscription('ahead')
+  publisher.publish(topic, b'first').result(timeout=30)
+  reads = local_runner._ReadAhead(local_runner._WidePulls(subscriber))  # pylint: disable=protected-access
+  (first,) = reads.pull(subscription=sub, max_messages=10,
+                        timeout=30).received_messages
+  assert first.message.data == b'first'
+  publisher.publish(topic, b'second').result(timeout=30)
+  time.sleep(2 * local_runner.IDLE_WAIT_S)  # the runner at work meanwhile
+  asked_at = time.time()
+  received = []
+  for _ in range(3):  # a read that found nothing may come first
+    received = reads.pull(subscription=sub, max_messages=10,
+                          timeout=30).received_messages
+    if received:
+      break
+  (second,) = received
+  assert second.message.data == b'second'
+  # Read before it was asked for; its watermark is when it was read.
+  assert reads.read_at < asked_at
+  subscriber.acknowledge(subscription=sub,
+                         ack_ids=[first.ack_id, second.ack_id])
+
+
 def test_pulled_messages_carry_data_attributes_and_publish_time(
     pubsub_emulator):
   publisher, topic, subscriber, sub = _topic_and_subscription('fields')
