@@ -312,15 +312,12 @@ class _Pulled(object):
 
 
 class _WidePulls(object):
-  """A subscriber client whose pulls ask for PULL_MESSAGES messages, wait
-  at most IDLE_WAIT_S for the first and FILL_S for the rest."""
+  """A subscriber client whose reads ask for PULL_MESSAGES messages, wait
+  at most IDLE_WAIT_S for the first and FILL_S for the rest (_ReadAhead
+  hands them to the DirectRunner's reader)."""
 
   def __init__(self, client):
     self._client = client
-
-  def pull(self, subscription, max_messages, timeout):
-    del max_messages, timeout  # the DirectRunner's 10 messages and 30 s
-    return self.handed_over(subscription, self.read(subscription))
 
   def read(self, subscription):
     """The messages of one bundle: a pull, then follow-up pulls while a
