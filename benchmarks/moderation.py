@@ -35,6 +35,11 @@ commenters over 3 days, well-known people, no malformed lines).
   python -m benchmarks.moderation [--comments 20000,100000] [--repeats 2]
       [--streaming_comments 30000] [--streaming_rates 1000,1100,1200,1300]
       [--state_days 60]
+  python -m benchmarks.moderation --profile 1200 [--comments 20000]
+
+--profile RATE runs one streaming run at RATE in this process instead, with
+the job's threads sampled (benchmarks.cpu_samples), and prints where the
+CPU went, by thread, DirectRunner step and function.
 
 The last line printed is one JSON object with the figures. Target: the
 pipeline at >= 0.8 x the NER-only rate.
@@ -116,10 +121,13 @@ def child_streaming(path, rate):
         '--allowed_lateness', str(STREAM_LATENESS_S),
         '--decision_interval', str(STREAM_INTERVAL_S)], wait=False)
     time.sleep(5)  # let the DirectRunner start pulling
+    started_at = time.time()
     try:
-      return pubsub_service.run_feeder(
+      figures = pubsub_service.run_feeder(
           'benchmarks.moderation',
           ['--feed_path', path, '--feed_rate', str(rate)], host, 900)
+      figures['started_at'] = started_at
+      return figures
     finally:
       threading.Thread(target=result.cancel, daemon=True).start()
 
@@ -257,6 +265,8 @@ def main(argv=None):
   parser.add_argument('--state_days', type=int, default=60,
                       help='Days of the long stream whose state is measured '
                       '(0: skip it).')
+  parser.add_argument('--profile', type=float, metavar='RATE',
+                      help='One streaming run at RATE, its CPU sampled.')
   parser.add_argument('--child', choices=('ner', 'replay', 'streaming'),
                       help=argparse.SUPPRESS)
   parser.add_argument('--rate', type=float, help=argparse.SUPPRESS)
@@ -268,6 +278,15 @@ def main(argv=None):
     return 0
   os.makedirs(common.SCRATCH, exist_ok=True)
   sizes = [int(n) for n in args.comments.split(',') if n]
+  if args.profile:
+    from benchmarks.cpu_samples import CpuSamples
+    with CpuSamples() as samples:
+      figures = child_streaming(dataset(sizes[0]), args.profile)
+    print(samples.report(since=figures['started_at'],
+                         wall_of=('ExecutorServiceWorker',), top=80),
+          flush=True)
+    print(json.dumps(figures), flush=True)
+    os._exit(0)  # the cancelled streaming job may leave threads behind
   if args.child:
     path = dataset(sizes[0])
     figures = (child_streaming(path, args.rate) if args.child == 'streaming'

@@ -22,10 +22,14 @@ way and are never touched:
   ask for up to PULL_MESSAGES, follow-up pulls fill a bundle while a backlog
   lasts (for at most FILL_S), and an empty subscription is answered within
   IDLE_WAIT_S, so the watermark moves every second. A trickle of messages is
-  read as before; only a backlog is cut into fewer, larger bundles. This
-  swaps in Beam's own evaluator with the wider pull; it relies on
-  DirectRunner internals, so it checks for them and leaves Beam's reader in
-  place, with a warning, when they are not there.
+  read as before; only a backlog is cut into fewer, larger bundles. A thread
+  of the reader's own pulls the next bundle while the runner's worker thread
+  processes the last one (the DirectRunner reads on that same thread, which
+  otherwise waits out the pulls' round trips); a bundle's watermark is still
+  the wall clock when it was read. This swaps in Beam's own evaluator with
+  the wider pull; it relies on DirectRunner internals, so it checks for them
+  and leaves Beam's reader in place, with a warning, when they are not
+  there.
 - Writes. Beam's WriteToPubSub builds a PublisherClient (a gRPC channel) in
   setup(), which the DirectRunner calls for every bundle, and waits for its
   publish futures every 100 messages. Plain-payload writes are replaced by
@@ -59,14 +63,17 @@ What each bought: benchmarks/optimisations.md.
 import datetime
 import logging
 import os
+import queue
 import threading
 import time
 import types
+import weakref
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pipeline import PTransformOverride
+from apache_beam.utils.timestamp import Timestamp
 
 from common.process_cache import load_once
 from pipelines import launch
@@ -305,14 +312,16 @@ class _Pulled(object):
 
 
 class _WidePulls(object):
-  """A subscriber client whose pulls ask for PULL_MESSAGES messages, wait
-  at most IDLE_WAIT_S for the first and FILL_S for the rest."""
+  """A subscriber client whose reads ask for PULL_MESSAGES messages, wait
+  at most IDLE_WAIT_S for the first and FILL_S for the rest (_ReadAhead
+  hands them to the DirectRunner's reader)."""
 
   def __init__(self, client):
     self._client = client
 
-  def pull(self, subscription, max_messages, timeout):
-    del max_messages, timeout  # the DirectRunner's 10 messages and 30 s
+  def read(self, subscription):
+    """The messages of one bundle: a pull, then follow-up pulls while a
+    backlog lasts."""
     received = self._pull(subscription, PULL_MESSAGES, IDLE_WAIT_S)
     started = time.monotonic()
     while (received and len(received) < PULL_MESSAGES and
@@ -321,6 +330,11 @@ class _WidePulls(object):
       if not more:
         break
       received.extend(more)
+    return received
+
+  def handed_over(self, subscription, received):
+    """`received` as the reader's pull response, held by the ack ledger
+    (local_acks) from now on where there is one."""
     ledger = local_acks.ledger()
     if ledger is not None and received:
       ledger.hold(self._client, subscription, received)
@@ -350,6 +364,62 @@ class _WidePulls(object):
     return getattr(self._client, name)
 
 
+class _ReadAhead(object):
+  """A _WidePulls read by a thread of its own, a bundle or two ahead of the
+  runner: the DirectRunner reads and processes on one worker thread, which
+  otherwise waits out every pull's round trips to Pub/Sub with its core
+  idle. Each pull returns the oldest bundle read (waiting for one if none
+  is); `read_at` is when that bundle was read, its source watermark (Beam's
+  reader takes the wall clock right after its pull). A bundle read ahead is
+  neither acknowledged nor held until it is returned, so what a job that
+  stops had read ahead is delivered again by Pub/Sub."""
+
+  def __init__(self, pulls):
+    self._pulls = pulls
+    self._read = queue.Queue(maxsize=1)  # (messages, wall clock read at)
+    self._lock = threading.Lock()
+    self._reader = None
+    self.read_at = None
+
+  def pull(self, subscription, max_messages, timeout):
+    del max_messages, timeout  # the DirectRunner's 10 messages and 30 s
+    with self._lock:
+      if self._reader is None:
+        stop = threading.Event()
+        self._reader = threading.Thread(
+            target=_read_ahead, args=(self._pulls.read, subscription,
+                                      self._read, stop),
+            name='pubsub-read-ahead', daemon=True)
+        self._reader.start()
+        weakref.finalize(self, stop.set)
+      received, self.read_at = self._read.get()
+      if isinstance(received, BaseException):
+        self._reader = None  # it has ended: the next pull starts another
+        raise received
+      return self._pulls.handed_over(subscription, received)
+
+  def acknowledge(self, subscription, ack_ids):
+    self._pulls.acknowledge(subscription, ack_ids)
+
+
+def _read_ahead(read, subscription, ready, stop):
+  """_ReadAhead's thread: reads bundles into `ready` (one waits there at
+  most) until `stop` is set or a read fails (its error is passed on)."""
+  while not stop.is_set():
+    try:
+      item = read(subscription), time.time()
+    except Exception as e:  # pylint: disable=broad-except  # the reader raises it
+      item = e, None
+    while not stop.is_set():
+      try:
+        ready.put(item, timeout=IDLE_WAIT_S)
+        break
+      except queue.Full:
+        pass
+    if isinstance(item[0], BaseException):
+      return
+
+
 def widen_pulls():
   """Installs the wider pull for DirectRunner pipelines of this process."""
   global _installed
@@ -370,11 +440,27 @@ def widen_pulls():
   base, read_transform, overrides = found
 
   class _WidePullEvaluator(base):
-    """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time."""
+    """Beam's Pub/Sub read evaluator, pulling PULL_MESSAGES at a time, a
+    bundle ahead (_ReadAhead); the source watermark is the wall clock when
+    the bundle was read."""
+    _reads_ahead = weakref.WeakKeyDictionary()  # transform -> _ReadAhead
+    _reads_ahead_lock = threading.Lock()
 
     @classmethod
     def _get_subscriber_client(cls, transform):
-      return _WidePulls(super()._get_subscriber_client(transform))
+      client = super()._get_subscriber_client(transform)
+      with cls._reads_ahead_lock:
+        reads = cls._reads_ahead.get(transform)
+        if reads is None:
+          reads = cls._reads_ahead[transform] = _ReadAhead(_WidePulls(client))
+      return reads
+
+    def finish_bundle(self):
+      result = super().finish_bundle()
+      read_at = self._get_subscriber_client(self._applied_ptransform).read_at
+      if read_at is not None:
+        result.keyed_watermark_holds = {None: Timestamp.of(read_at)}
+      return result
 
   overrides.setdefault(read_transform, _WidePullEvaluator)
   _installed = True

@@ -84,15 +84,13 @@ def test_a_pull_on_an_empty_subscription_answers_within_the_idle_wait(
   publisher, topic, subscriber, sub = _topic_and_subscription('quiet')
   pulls = local_runner._WidePulls(subscriber)  # pylint: disable=protected-access
   started = time.monotonic()
-  # What the DirectRunner asks for: 10 messages, a 30 s deadline.
-  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  received = pulls.read(sub)
   waited = time.monotonic() - started
-  assert list(response.received_messages) == []
-  # Well under the runner's 30 s (it waits IDLE_WAIT_S, 1 s).
+  assert received == []
+  # Well under the DirectRunner's 30 s (it waits IDLE_WAIT_S, 1 s).
   assert waited < 15, waited
   publisher.publish(topic, b'late').result(timeout=30)
-  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
-  assert [m.message.data for m in response.received_messages] == [b'late']
+  assert [m.message.data for m in pulls.read(sub)] == [b'late']
 
 
 def test_one_read_takes_a_backlog_beyond_one_pull_and_a_trickle_at_once(
@@ -102,19 +100,44 @@ def test_one_read_takes_a_backlog_beyond_one_pull_and_a_trickle_at_once(
   for f in [publisher.publish(topic, data) for data in sent]:
     f.result(timeout=30)
   pulls = local_runner._WidePulls(subscriber)  # pylint: disable=protected-access
-  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
-  got = [m.message.data for m in response.received_messages]
+  received = pulls.read(sub)
+  got = [m.message.data for m in received]
   assert sorted(got) == sent  # 250 in one read: more than one pull's 100
   subscriber.acknowledge(subscription=sub,
-                         ack_ids=[m.ack_id for m in response.received_messages])
+                         ack_ids=[m.ack_id for m in received])
   # A trickle: one message waiting is read at once; the follow-up pull
   # that finds nothing more waits FILL_S, not IDLE_WAIT_S.
   publisher.publish(topic, b'one').result(timeout=30)
   started = time.monotonic()
-  response = pulls.pull(subscription=sub, max_messages=10, timeout=30)
+  received = pulls.read(sub)
   waited = time.monotonic() - started
-  assert [m.message.data for m in response.received_messages] == [b'one']
+  assert [m.message.data for m in received] == [b'one']
   assert waited < local_runner.IDLE_WAIT_S, waited
+
+
+def test_the_next_bundle_is_read_while_the_runner_works_on_the_last(
+    pubsub_emulator):
+  publisher, topic, subscriber, sub = _topic_and_subscription('ahead')
+  publisher.publish(topic, b'first').result(timeout=30)
+  reads = local_runner._ReadAhead(local_runner._WidePulls(subscriber))  # pylint: disable=protected-access
+  (first,) = reads.pull(subscription=sub, max_messages=10,
+                        timeout=30).received_messages
+  assert first.message.data == b'first'
+  publisher.publish(topic, b'second').result(timeout=30)
+  time.sleep(2 * local_runner.IDLE_WAIT_S)  # the runner at work meanwhile
+  asked_at = time.time()
+  received = []
+  for _ in range(3):  # a read that found nothing may come first
+    received = reads.pull(subscription=sub, max_messages=10,
+                          timeout=30).received_messages
+    if received:
+      break
+  (second,) = received
+  assert second.message.data == b'second'
+  # Read before it was asked for; its watermark is when it was read.
+  assert reads.read_at < asked_at
+  subscriber.acknowledge(subscription=sub,
+                         ack_ids=[first.ack_id, second.ack_id])
 
 
 def test_pulled_messages_carry_data_attributes_and_publish_time(
@@ -123,8 +146,7 @@ def test_pulled_messages_carry_data_attributes_and_publish_time(
   before = datetime.datetime.now(datetime.timezone.utc)
   publisher.publish(topic, b'payload', origin='test').result(timeout=30)
   pulls = local_runner._WidePulls(subscriber)  # pylint: disable=protected-access
-  (received,) = pulls.pull(subscription=sub, max_messages=10,
-                           timeout=30).received_messages
+  (received,) = pulls.read(sub)
   message = received.message
   assert message.data == b'payload'
   assert dict(message.attributes) == {'origin': 'test'}
