@@ -13,6 +13,7 @@ from pipelines import launch
 from pipelines import local_runner
 from tests import batch_io
 from tests.tiny_models import POISON
+from transforms.keyed import keys
 
 TEXTS = ['great film', 'awful acting', 'loved it', 'a dull mess',
          'wonderful story and superb cast', 'terrible waste of time',
@@ -141,6 +142,22 @@ def test_a_failing_element_is_isolated_and_its_batch_mates_predicted(
   assert {o['key']: o['predictions']['length'] for o in outputs} == {
       r['key']: float(len(r['text'])) for r in rows if r['text'] != POISON}
   assert figures['reconciled'] and figures['predictions'] == 22
+
+
+def test_keys_sharing_a_digest_are_each_predicted(tmp_path, tiny_model_dir):
+  # The duplicate-key check counts 32-bit digests of keys (keys.key_digest);
+  # two different keys with the same one take the duplicate path and come
+  # out as two predictions, not as each other's duplicates.
+  a, b = 'review-a02552f76dbdf5fd', 'review-670009b22c087272'
+  assert a != b and keys.key_digest(a) == keys.key_digest(b)
+  rows = ROWS[:10] + [{'key': a, 'text': TEXTS[0]}, {'key': b, 'text': TEXTS[1]},
+                      {'key': 'k000', 'text': 'a repeat of k000'}]
+  pattern = batch_io.write_shards(tmp_path / 'in', rows, 'jsonl', 2)
+  figures, output = _run(tmp_path, pattern, tiny_model_dir)
+  keys_out = sorted(o['key'] for o in batch_io.read_jsonl(output))
+  assert keys_out == sorted({r['key'] for r in rows})
+  assert figures['dead_letters_by_reason'] == {'duplicate_key': 1}
+  assert figures['reconciled'] and figures['inputs'] == len(rows)
 
 
 def test_text_input_with_content_hash_keys(tmp_path, tiny_model_dir):

@@ -7,11 +7,11 @@ speed:
   read (files by byte range, or any source) -> chunks of records
     -> key and validate, a chunk at a time (one step, fused with the read)
     -> chunks of valid (key, record)
-  repeated keys (only keys travel to find them) -> a side path: grouped,
-    one record kept per key, validated -> chunks of their own
+  repeated keys (only digests of keys travel to find them) -> a side path:
+    grouped, one record kept per key, validated -> chunks of their own
 
-The repeated keys reach the keying step as a side input, which every worker
-holds in memory (a few dozen bytes per repeated key): right while repeats
+The repeated keys' digests reach the keying step as a side input, which
+every worker holds in memory (a few dozen bytes per repeated key): right while repeats
 are the exception, as client keys are meant to be unique. An input made
 mostly of repeats would rather take DeduplicateKeys alone (records shuffled
 per key).
@@ -112,7 +112,7 @@ class _KeyAndValidate(beam.DoFn):
         yield reject(None, keys.STAGE, 'missing_key', record, problem)
         continue
       keyed += 1
-      if duplicates and key in duplicates:
+      if duplicates and keys.key_digest(key) in duplicates:
         yield beam.pvalue.TaggedOutput(DUPLICATED, (key, record))
         continue
       problem = features.feature_problem(record, self._checks, self._max)
@@ -129,7 +129,8 @@ class _KeyAndValidate(beam.DoFn):
 class KeyAndValidateChunks(beam.PTransform):
   """Chunks of records -> outputs `main` (chunks of valid (key, record)),
   `dead_letter` and `duplicated` ((key, record) whose key is in
-  `duplicates`, a PCollection of (key, count); None sends nothing there).
+  `duplicates`, a PCollection of (keys.key_digest, count); None sends
+  nothing there).
   The rules and reasons are keys.KeyRule's and features.feature_problem's,
   as AttachKeys then ValidateFeatures apply them record by record."""
 

@@ -11,6 +11,7 @@ keys are found (FindDuplicateKeys) and resolved (DeduplicateKeys). The
 chunked hot path (transforms.keyed.keyed_input) and the per-record path
 (AttachKeys: streaming) apply the same rule.
 """
+import array
 import collections
 import dataclasses
 import hashlib
@@ -19,6 +20,7 @@ import typing
 import zlib
 
 import apache_beam as beam
+import numpy
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
@@ -161,9 +163,19 @@ NUM_BUCKETS = 512
 MAX_BUFFERED = 20_000
 
 
+def key_digest(key):
+  """32 bits of a usable key, the same in every process (crc32 of its UTF-8,
+  not hash()): what the duplicate-key count holds and ships instead of the
+  keys themselves. Keys that share a digest are counted together; their
+  records then take the duplicate path, where they are grouped by their
+  real key and a record alone under its key is kept: a shared digest costs
+  a little work, never a record."""
+  return zlib.crc32(key.encode('utf-8'))
+
+
 def bucket_of(key):
-  """A key's bucket. crc32, not hash(): every worker process must agree."""
-  return zlib.crc32(key.encode('utf-8')) % NUM_BUCKETS
+  """A key's bucket: every worker process must agree (key_digest)."""
+  return key_digest(key) % NUM_BUCKETS
 
 
 @beam.typehints.with_output_types(typing.Tuple[int, typing.List[typing.Any]])
@@ -248,42 +260,45 @@ class DeduplicateKeys(beam.PTransform):
             | 'Keep first' >> RoutedParDo(_KeepFirst()))
 
 
-class _CountKeys(beam.CombineFn):
-  """Occurrences of every key, in one Counter (a local run's keys fit in
-  memory; records never enter it)."""
+class _CountKeyDigests(beam.CombineFn):
+  """Occurrences of every key digest, from one array of them (4 bytes a key:
+  a local run's keys fit in memory whatever their length; records never
+  enter it)."""
 
   def __init__(self, rule):
     self._rule = rule
 
   def create_accumulator(self):
-    return collections.Counter()
+    return array.array('I')
 
-  def add_input(self, counts, chunk):
-    counts.update(self._rule.keys_of_chunk(chunk))
-    return counts
+  def add_input(self, digests, chunk):
+    digests.extend(map(key_digest, self._rule.keys_of_chunk(chunk)))
+    return digests
 
   def merge_accumulators(self, accumulators):
     accumulators = iter(accumulators)
     merged = next(accumulators)
-    for counts in accumulators:
-      merged.update(counts)
+    for digests in accumulators:
+      merged.extend(digests)
     return merged
 
-  def extract_output(self, counts):
-    return [(key, n) for key, n in counts.items() if n > 1]
+  def extract_output(self, digests):
+    values, counts = numpy.unique(numpy.asarray(digests), return_counts=True)
+    repeated = counts > 1
+    return list(zip(values[repeated].tolist(), counts[repeated].tolist()))
 
 
 class FindDuplicateKeys(beam.PTransform):
-  """Chunks of records -> (key, occurrences) for every key seen more than
-  once.
+  """Chunks of records -> (key digest, occurrences) for every digest
+  (key_digest) seen more than once.
 
-  Only keys travel, not records: the pipeline then lets the records of
-  unique keys, nearly all of them, go straight on (fused with reading, never
-  shuffled) and sends only the records of these keys through
-  DeduplicateKeys. in_memory: count every key in one Counter, cheapest for a
-  local runner (keys only, so memory is a few dozen bytes per record); a
-  distributed runner counts per key (a combiner), so no worker holds more
-  than its share of keys.
+  Only digests of keys travel, not records: the pipeline then lets the
+  records of unique keys, nearly all of them, go straight on (fused with
+  reading, never shuffled) and sends only the records of these digests
+  through DeduplicateKeys, which groups them by their real keys. in_memory:
+  count every digest in one array, cheapest for a local runner (4 bytes per
+  record, shipped between stages as one buffer); a distributed runner
+  counts per digest (a combiner), so no worker holds more than its share.
   """
 
   def __init__(self, rule, in_memory=True):
@@ -295,10 +310,10 @@ class FindDuplicateKeys(beam.PTransform):
     if self._in_memory:
       return (chunks
               | 'Count keys' >> beam.CombineGlobally(
-                  _CountKeys(rule)).without_defaults()
+                  _CountKeyDigests(rule)).without_defaults()
               | 'Repeated keys' >> beam.FlatMap(lambda pairs: pairs))
     return (chunks
-            | 'Keys' >> beam.FlatMap(
-                lambda chunk: [(k, 1) for k in rule.keys_of_chunk(chunk)])
+            | 'Keys' >> beam.FlatMap(lambda chunk: [
+                (key_digest(k), 1) for k in rule.keys_of_chunk(chunk)])
             | 'Count per key' >> beam.CombinePerKey(sum)
             | 'Repeated keys' >> beam.Filter(lambda pair: pair[1] > 1))
