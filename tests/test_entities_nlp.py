@@ -132,14 +132,15 @@ def test_failures_after_retries_and_permanent_errors_are_returned(
 def test_each_call_has_a_timeout(language_server):
   stand_in, endpoint = language_server
   stand_in.reset()
-  # The stand-in counts a call only once its handler runs: a timeout long
-  # enough for each attempt to reach it on a busy machine, far shorter
-  # than its answer takes.
   stand_in.delay_s[BOOK_SENTENCE] = 2.0
   [result] = _fn(endpoint, max_attempts=2, timeout_s=0.5).annotate(
       [BOOK_SENTENCE])
   assert 'DEADLINE_EXCEEDED' in str(result.grpc_status_code)
-  assert stand_in.calls[BOOK_SENTENCE] == 2
+  # Both attempts timed out (the error names the last one). The stand-in
+  # counts a call only once its handler runs, which an attempt whose
+  # deadline passed on the way (a busy machine) never reaches.
+  assert '(attempt 2,' in result.message
+  assert stand_in.calls[BOOK_SENTENCE] in (1, 2)
 
 
 def test_requests_of_a_bundle_run_concurrently(language_server):
